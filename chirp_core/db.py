@@ -1,0 +1,68 @@
+"""PostgreSQL access shared by the services: connection pools and versioned schema migrations."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from chirp_core.settings import Settings
+
+log = logging.getLogger("chirp.db")
+_MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+async def open_pool(settings: Settings, dsn: str, name: str) -> AsyncConnectionPool:
+    """An open async pool. Statement preparation follows settings (off for pgbouncer)."""
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        kwargs={"prepare_threshold": settings.db_prepare_threshold, "autocommit": True},
+        name=name,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def migrate(dsn: str, schema: str, package: str) -> list[int]:
+    """Apply the numbered `NNN_name.sql` files of `package` not yet applied to `schema`.
+
+    Idempotent and safe to run from several processes at once: an advisory lock per schema
+    serialises them and each file is applied in its own transaction. Returns the versions applied.
+    """
+    files = sorted(
+        (int(m.group(1)), entry.name, entry.read_text())
+        for entry in resources.files(package).iterdir()
+        if (m := _MIGRATION_NAME.match(entry.name))
+    )
+    applied: list[int] = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"chirp-migrate:{schema}",))
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute(f'SELECT version FROM "{schema}".schema_migrations')
+            done = {row[0] for row in await cur.fetchall()}
+            for version, name, sql in files:
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".schema_migrations (version, name) VALUES (%s, %s)',
+                        (version, name),
+                    )
+                applied.append(version)
+                log.info("migrated %s to %s", schema, name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"chirp-migrate:{schema}",))
+    return applied

@@ -1,0 +1,60 @@
+"""Server bootstrap: one function builds a gRPC server with health, reflection and our interceptor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chirp_core.rpc import ServerInterceptor
+
+log = logging.getLogger("chirp.server")
+
+
+@dataclass
+class RunningServer:
+    """A started gRPC server and what it serves. `port` is the bound port (useful with port 0)."""
+
+    name: str
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: Sequence[str]
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, let in-flight calls finish for `grace` seconds, then close resources."""
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        for close in reversed(self.on_stop):
+            await close()
+        log.info("%s stopped", self.name)
+
+
+async def start_server(
+    name: str,
+    address: str,
+    register: Callable[[grpc.aio.Server], Sequence[str]],
+) -> RunningServer:
+    """Build, bind and start a server. `register` adds the servicers and returns their full names."""
+    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    service_names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"{name}: could not bind {address}")
+    await server.start()
+    for service in ("", *service_names):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s serving %s on port %d", name, ", ".join(service_names), port)
+    return RunningServer(name, server, port, health_servicer, service_names)

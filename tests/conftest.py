@@ -1,0 +1,103 @@
+"""Test fixtures: one real PostgreSQL per test session (embedded unless CHIRP_TEST_DATABASE_URL
+names one), a fresh database in it, the whole stack in-process on port 0, and emptied tables
+before every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+
+from chirp.graph.v1 import graph_pb2_grpc
+from chirp.timeline.v1 import timeline_pb2_grpc
+from chirp.tweets.v1 import tweets_pb2_grpc
+from chirp.users.v1 import users_pb2_grpc
+from chirp_core.embedded_pg import EmbeddedPostgres
+from chirp_core.settings import Settings
+from chirp_core.stack import Stack, start_stack
+from tests.support import Api
+
+SCHEMAS = ("graph", "tweets")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server's maintenance database."""
+    external = os.environ.get("CHIRP_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    name = f"chirp_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = psycopg.conninfo.make_conninfo(postgres_server, dbname=name)
+    yield url
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        graph_port=0,
+        tweets_port=0,
+        timeline_port=0,
+        stream_poll_seconds=0.1,
+        shutdown_grace_seconds=0.5,
+    ).with_changes(**changes)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    running = await start_stack(settings_for_tests(database_url, tmp_path_factory.mktemp("data")))
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(autouse=True)
+def empty_tables(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the stack starts from empty tables (migrations stay applied)."""
+    if "stack" not in request.fixturenames and "api" not in request.fixturenames:
+        return
+    url = request.getfixturevalue("database_url")
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
+            " WHERE table_schema = ANY(%s) AND table_name <> 'schema_migrations'"
+            " AND table_type = 'BASE TABLE'",
+            (list(SCHEMAS),),
+        ).fetchall()
+        if rows:
+            conn.execute("TRUNCATE " + ", ".join(r[0] for r in rows) + " RESTART IDENTITY CASCADE")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    """Stubs for every service of the in-process stack."""
+    channels = {name: grpc.aio.insecure_channel(stack.address(name)) for name in stack.servers}
+    yield Api(
+        users=users_pb2_grpc.UserServiceStub(channels["graph"]),
+        graph=graph_pb2_grpc.GraphServiceStub(channels["graph"]),
+        tweets=tweets_pb2_grpc.TweetServiceStub(channels["tweets"]),
+        timeline=timeline_pb2_grpc.TimelineServiceStub(channels["timeline"]),
+    )
+    for channel in channels.values():
+        await channel.close()

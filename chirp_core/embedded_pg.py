@@ -9,9 +9,8 @@ import pwd
 import socket
 import stat
 import subprocess
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.
@@ -54,12 +53,28 @@ class EmbeddedPostgres:
         self._prepare_permissions()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("creating a PostgreSQL cluster in %s", self.pgdata)
-            self._run("initdb", "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8",
-                      "--no-sync")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+            )
         self.stop_stale()
         self._run(
-            "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
-            "-o", f"-h {self.host} -p {self.port} -k '' -c fsync=on -c max_connections=200",
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.pgdata / "server.log"),
+            "-o",
+            f"-h {self.host} -p {self.port} -k '' -c fsync=on -c max_connections=200",
             "start",
         )
         log.info("PostgreSQL ready on %s:%d", self.host, self.port)
@@ -98,8 +113,8 @@ class EmbeddedPostgres:
         ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
         for folder in ("lib", "share"):
             ensure_folder_permissions(POSTGRES_BIN_PATH.parent / folder, readable)
-        ensure_prefix_permissions(self.data_dir)
         self.pgdata.mkdir(exist_ok=True)
+        ensure_prefix_permissions(self.pgdata)  # lets the server's user reach its directory
         owner = pwd.getpwnam(self._user)
         os.chown(self.pgdata, owner.pw_uid, owner.pw_gid)
         self.pgdata.chmod(0o700)

@@ -76,4 +76,6 @@ def require_caller(caller_id: int | None, acting_for: int, field: str) -> None:
     if caller_id is None:
         raise Unauthenticated()
     if caller_id != acting_for:
-        raise PermissionDenied(f"{field}: the caller may not act for user {acting_for}", reason="NOT_YOURSELF")
+        raise PermissionDenied(
+            f"{field}: the caller may not act for user {acting_for}", reason="NOT_YOURSELF"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from chirp_core.rpc import ServerInterceptor
 
 log = logging.getLogger("chirp.server")
+AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]  # not in grpc-stubs
 
 
 @dataclass
@@ -22,7 +24,7 @@ class RunningServer:
     name: str
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Any  # AsyncHealthServicer
     service_names: Sequence[str]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -44,7 +46,7 @@ async def start_server(
     """Build, bind and start a server. `register` adds the servicers and returns their full names."""
     server = grpc.aio.server(interceptors=[ServerInterceptor()])
     service_names = list(register(server))
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],

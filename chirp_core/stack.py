@@ -54,7 +54,9 @@ async def start_stack(settings: Settings) -> Stack:
     try:
         stack.servers["graph"] = await start_graph(settings, database_url, settings.graph_port)
         stack.servers["tweets"] = await start_tweets(settings, database_url, settings.tweets_port)
-        upstreams = settings.with_changes(graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets"))
+        upstreams = settings.with_changes(
+            graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets")
+        )
         stack.servers["timeline"] = await start_timeline(upstreams, settings.timeline_port)
     except BaseException:
         await stack.stop()

@@ -1,10 +1,10 @@
 """Contracts tooling: regenerate the Python stubs, lint, check for breaking changes.
 
-    python scripts/protos.py generate   # rewrite chirp/** from protos/**
-    python scripts/protos.py check      # fail when the committed stubs are stale
-    python scripts/protos.py lint       # buf lint
-    python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1)
-    python scripts/protos.py descriptor OUT   # buf build a descriptor set (for Envoy)
+python scripts/protos.py generate   # rewrite chirp/** from protos/**
+python scripts/protos.py check      # fail when the committed stubs are stale
+python scripts/protos.py lint       # buf lint
+python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1)
+python scripts/protos.py descriptor OUT   # buf build a descriptor set (for Envoy)
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def stale_files() -> list[str]:
         generate(Path(tmp))
         fresh = Path(tmp) / "chirp"
         names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-        names |= {p.relative_to(STUBS) for p in STUBS.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        names |= {
+            p.relative_to(STUBS) for p in STUBS.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        }
         return sorted(
             str(n)
             for n in names

@@ -80,7 +80,7 @@ def empty_tables(request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue("database_url")
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
+            "SELECT format('%%I.%%I', table_schema, table_name) FROM information_schema.tables"
             " WHERE table_schema = ANY(%s) AND table_name <> 'schema_migrations'"
             " AND table_type = 'BASE TABLE'",
             (list(SCHEMAS),),

@@ -1,0 +1,1 @@
+"""Graph service: accounts, sessions and the follow graph (schema `graph`)."""

@@ -1,0 +1,1 @@
+"""Timeline service: home and user timelines, and the live stream."""

@@ -1,0 +1,1 @@
+"""Tweets service: tweets, their edit history and replies (schema `tweets`)."""

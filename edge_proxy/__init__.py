@@ -1,0 +1,1 @@
+"""The gateway: REST to gRPC transcoding, authentication and rate limiting."""

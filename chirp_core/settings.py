@@ -35,6 +35,8 @@ class Settings:
     # Where the other services are; empty means host:port of the ports above.
     graph_addr: str = ""
     tweets_addr: str = ""
+    timeline_addr: str = ""
+    auth_addr: str = ""
 
     # The Snowflake node number of this process, 0 to 1023; unique per process writing IDs.
     node_id: int = 0
@@ -52,8 +54,8 @@ class Settings:
     embedded_redis_port: int = 0
     # The public HTTP gateway, and the Envoy-compatible auth and rate-limit services behind it.
     http_port: int = 8080
+    # The Envoy-compatible ext_authz and rate-limit services share one server on this port.
     auth_port: int = 50054
-    ratelimit_port: int = 50055
     # A limits file in envoyproxy/ratelimit format; empty means the one shipped in edge_proxy/,
     # "off" turns rate limiting off.
     rate_limits: str = ""
@@ -94,6 +96,14 @@ class Settings:
     @property
     def tweets_target(self) -> str:
         return self.tweets_addr or f"{self.host}:{self.tweets_port}"
+
+    @property
+    def timeline_target(self) -> str:
+        return self.timeline_addr or f"{self.host}:{self.timeline_port}"
+
+    @property
+    def auth_target(self) -> str:
+        return self.auth_addr or f"{self.host}:{self.auth_port}"
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -1,0 +1,154 @@
+"""The `chirp` command: `chirp up` runs the whole stack on one machine; `chirp serve NAME`
+runs one service against external PostgreSQL / Redis (how Chirp scales out)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from chirp_core.rpc import RequestIdLogFilter
+from chirp_core.settings import Settings
+
+log = logging.getLogger("chirp")
+
+UP_DESCRIPTION = """\
+Start the whole Chirp stack on this machine: an embedded PostgreSQL (data under --data-dir,
+kept across restarts) and the graph, tweets and timeline services, every port on 127.0.0.1.
+Set CHIRP_DATABASE_URL to use an external PostgreSQL instead. Ctrl-C or SIGTERM stops
+everything cleanly. Every option can also be set as CHIRP_<OPTION> in the environment."""
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING or ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chirp", description="Chirp: real-time microblogging.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole stack on one machine", description=UP_DESCRIPTION)
+    up.add_argument("--data-dir", type=Path, help="where PostgreSQL keeps its data (default ./.chirp)")
+    up.add_argument("--host", help="address every port binds (default 127.0.0.1)")
+    up.add_argument("--graph-port", type=int, help="users and follow graph gRPC port (default 50051)")
+    up.add_argument("--tweets-port", type=int, help="tweets gRPC port (default 50052)")
+    up.add_argument("--timeline-port", type=int, help="timeline gRPC port (default 50053)")
+    up.add_argument(
+        "--postgres-port",
+        type=int,
+        dest="embedded_postgres_port",
+        help="embedded PostgreSQL port (default: a free one)",
+    )
+    _add_common(up)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run one service (production: external PostgreSQL via CHIRP_DATABASE_URL)",
+        description="Run one service in the foreground; its peers are found by CHIRP_*_ADDR.",
+    )
+    serve.add_argument("service", choices=["graph", "tweets", "timeline"])
+    serve.add_argument("--port", type=int, help="the port to bind (default: the service's CHIRP_*_PORT)")
+    _add_common(serve)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-5s %(name)s [%(request_id)s] %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[Any]], stop: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Start, wait for SIGINT or SIGTERM, stop. The stop runs even when start fails half-way."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    running = await start()
+    try:
+        await stopping.wait()
+        log.info("stopping")
+    finally:
+        await stop(running)
+
+
+async def _up(settings: Settings) -> None:
+    from chirp_core.stack import Stack, start_stack
+
+    async def start() -> Stack:
+        began = time.monotonic()
+        stack = await start_stack(settings)
+        endpoints = " ".join(f"{name}={stack.address(name)}" for name in stack.servers)
+        database = "embedded PostgreSQL" if stack.postgres else "external PostgreSQL"
+        print(
+            f"chirp: ready in {time.monotonic() - began:.2f}s ({database}) {endpoints}",
+            flush=True,
+        )
+        return stack
+
+    async def stop(stack: Stack) -> None:
+        await stack.stop()
+
+    await run_until_signalled(start, stop)
+
+
+async def _serve(settings: Settings, service: str, port: int | None) -> None:
+    from chirp_core.grpc_server import RunningServer
+
+    async def start() -> RunningServer:
+        if not settings.database_url and service != "timeline":
+            raise SystemExit("chirp serve: set CHIRP_DATABASE_URL (use `chirp up` for the embedded database)")
+        database_url = settings.database_url or ""
+        if service == "graph":
+            from graph_svc.server import start as start_graph
+
+            return await start_graph(
+                settings, database_url, port if port is not None else settings.graph_port
+            )
+        if service == "tweets":
+            from tweets_svc.server import start as start_tweets
+
+            return await start_tweets(
+                settings, database_url, port if port is not None else settings.tweets_port
+            )
+        from timeline_svc.server import start as start_timeline
+
+        return await start_timeline(settings, port if port is not None else settings.timeline_port)
+
+    async def stop(server: RunningServer) -> None:
+        await server.stop(settings.shutdown_grace_seconds)
+
+    await run_until_signalled(start, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "service", "port")}
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as exc:
+        print(f"chirp: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "up":
+            asyncio.run(_up(settings))
+        else:
+            asyncio.run(_serve(settings, args.service, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

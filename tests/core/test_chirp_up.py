@@ -1,0 +1,109 @@
+"""`chirp up` as a user runs it: a real subprocess on an embedded PostgreSQL, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from chirp.users.v1 import users_pb2, users_pb2_grpc
+
+READY = re.compile(r"chirp: ready in (?P<seconds>[\d.]+)s .*graph=(?P<graph>\S+)")
+
+
+@contextmanager
+def chirp_up(data_dir: Path) -> Iterator[tuple[str, float]]:
+    """Run `chirp up`; yield the graph service's address and the seconds it took to be ready."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chirp_core.cli",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--graph-port",
+            "0",
+            "--tweets-port",
+            "0",
+            "--timeline-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        match = None
+        while match is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            match = READY.search(line)
+        assert match is not None, "chirp up never became ready:\n" + "".join(output)
+        yield match["graph"], float(match["seconds"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+        output.append(rest)
+    assert process.returncode == 0, "".join(output)
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(data_dir.resolve()) in part for part in cmdline) and "postgres" in " ".join(cmdline):
+            found.append(proc)
+    return found
+
+
+def create_user(address: str, handle: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        stub = users_pb2_grpc.UserServiceStub(channel)
+        reply = stub.CreateUser(
+            users_pb2.CreateUserRequest(handle=handle, password="a long password"), timeout=10
+        )
+        return reply.user.user_id
+
+
+def get_user(address: str, user_id: int) -> users_pb2.User:
+    with grpc.insecure_channel(address) as channel:
+        return (
+            users_pb2_grpc.UserServiceStub(channel)
+            .GetUser(users_pb2.GetUserRequest(user_id=user_id), timeout=10)
+            .user
+        )
+
+
+@pytest.mark.skipif(
+    os.environ.get("CHIRP_TEST_DATABASE_URL") is not None, reason="exercises the embedded database"
+)
+def test_restart_keeps_data_and_leaves_no_postgres_behind(tmp_path: Path) -> None:
+    data_dir = tmp_path / "chirp-data"
+    with chirp_up(data_dir) as (graph, seconds):
+        assert graph.startswith("127.0.0.1:")
+        assert seconds < 30
+        user_id = create_user(graph, "survivor")
+        assert postgres_processes(data_dir), "the embedded PostgreSQL should be running"
+    assert not postgres_processes(data_dir), "SIGTERM left PostgreSQL running"
+
+    with chirp_up(data_dir) as (graph, _):
+        assert get_user(graph, user_id).handle == "survivor"
+    assert not postgres_processes(data_dir)

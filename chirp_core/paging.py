@@ -12,13 +12,13 @@ MAX_LIMIT = 100
 _CURSOR_VERSION = "c1"
 
 
-def page_size(limit: int, *, field: str = "limit") -> int:
+def page_size(limit: int, *, field: str = "limit", maximum: int = MAX_LIMIT) -> int:
     """0 means the default, above the maximum is clamped, negative is an error."""
     if limit < 0:
         raise InvalidArgument(field, f"must not be negative (got {limit})")
     if limit == 0:
         return DEFAULT_LIMIT
-    return min(limit, MAX_LIMIT)
+    return min(limit, maximum)
 
 
 def encode_cursor(kind: str, *keys: int) -> str:

@@ -114,6 +114,8 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: 
         # A downstream service failed: pass its code on, so an outage reads as UNAVAILABLE.
         log.warning("%s -> downstream %s: %s", method, exc.code().name, exc.details())
         await context.abort(exc.code(), exc.details() or "", cast(Any, exc.trailing_metadata() or ()))
+    if isinstance(exc, NotImplementedError):  # what the generated base servicers raise
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
     log.exception("%s -> INTERNAL", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 

@@ -1,0 +1,39 @@
+"""The tweets service's domain objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Tweet:
+    """A live tweet at its latest version. reply_to / reply_to_user_id are None for a new conversation."""
+
+    tweet_id: int
+    user_id: int
+    content: str
+    reply_to: int | None
+    reply_to_user_id: int | None
+    conversation_id: int
+    version: int
+    created_at: datetime
+    edited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TweetVersion:
+    version: int
+    content: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PriorCreate:
+    """The tweet an author already created with an idempotency key, as first requested."""
+
+    tweet_id: int
+    reply_to: int | None
+    # The content of version 1; None once the tweet is deleted (its history is gone).
+    first_content: str | None
+    deleted: bool

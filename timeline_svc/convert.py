@@ -1,0 +1,71 @@
+"""Between the wire messages and timeline_svc.models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+from chirp.tweets.v1 import tweets_pb2
+from chirp.users.v1 import users_pb2
+from timeline_svc.models import Tweet, User
+
+
+def user_from_proto(message: users_pb2.User) -> User:
+    return User(
+        user_id=message.user_id,
+        handle=message.handle,
+        display_name=message.display_name,
+        created_at=_time(message.created_at if message.HasField("created_at") else None),
+    )
+
+
+def user_to_proto(user: User) -> users_pb2.User:
+    return users_pb2.User(
+        user_id=user.user_id,
+        handle=user.handle,
+        display_name=user.display_name,
+        created_at=_timestamp(user.created_at),
+    )
+
+
+def tweet_from_proto(message: tweets_pb2.Tweet) -> Tweet:
+    return Tweet(
+        tweet_id=message.tweet_id,
+        user_id=message.user_id,
+        content=message.content,
+        created_at=_time(message.created_at if message.HasField("created_at") else None),
+        edited_at=_time(message.edited_at if message.HasField("edited_at") else None),
+        version=message.version,
+        reply_to=message.reply_to,
+        reply_to_user_id=message.reply_to_user_id,
+        conversation_id=message.conversation_id,
+        author=user_from_proto(message.author) if message.HasField("author") else None,
+    )
+
+
+def tweet_to_proto(tweet: Tweet) -> tweets_pb2.Tweet:
+    return tweets_pb2.Tweet(
+        tweet_id=tweet.tweet_id,
+        user_id=tweet.user_id,
+        content=tweet.content,
+        created_at=_timestamp(tweet.created_at),
+        edited_at=_timestamp(tweet.edited_at),
+        version=tweet.version,
+        reply_to=tweet.reply_to,
+        reply_to_user_id=tweet.reply_to_user_id,
+        conversation_id=tweet.conversation_id,
+        author=user_to_proto(tweet.author) if tweet.author is not None else None,
+    )
+
+
+def _time(stamp: timestamp_pb2.Timestamp | None) -> datetime | None:
+    return None if stamp is None else stamp.ToDatetime(tzinfo=UTC)
+
+
+def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

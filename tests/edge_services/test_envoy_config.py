@@ -1,0 +1,249 @@
+"""edge_proxy/envoy.yaml against the contracts, the Python gateway's descriptors and the limits
+file: what Envoy would do in production is what the Python gateway does here."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from chirp_core.rpc import USER_ID_HEADER
+from edge_proxy.authz import PUBLIC_ROUTES
+from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, descriptors_for, load_limits
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVOY_YAML = ROOT / "edge_proxy" / "envoy.yaml"
+COMPOSE_YAML = ROOT / "deploy" / "docker-compose.yml"
+CLUSTER_OF_SERVICE = {
+    "chirp.users.v1.UserService": "graph",
+    "chirp.graph.v1.GraphService": "graph",
+    "chirp.tweets.v1.TweetService": "tweets",
+    "chirp.timeline.v1.TimelineService": "timeline",
+}
+FILTER_ORDER = [
+    "envoy.filters.http.health_check",
+    "envoy.filters.http.ext_authz",
+    "envoy.filters.http.ratelimit",
+    "envoy.filters.http.grpc_json_transcoder",
+    "envoy.filters.http.router",
+]
+SAMPLE_USER, SAMPLE_IP = 42, "203.0.113.7"
+
+
+@pytest.fixture(scope="module")
+def envoy() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(ENVOY_YAML.read_text())
+    return config
+
+
+@pytest.fixture(scope="module")
+def manager(envoy: dict[str, Any]) -> dict[str, Any]:
+    [listener] = envoy["static_resources"]["listeners"]
+    [chain] = listener["filter_chains"]
+    [hcm] = chain["filters"]
+    config: dict[str, Any] = hcm["typed_config"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def routes(manager: dict[str, Any]) -> list[dict[str, Any]]:
+    [host] = manager["route_config"]["virtual_hosts"]
+    found: list[dict[str, Any]] = host["routes"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def filters(manager: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+
+
+@pytest.fixture(scope="module")
+def http_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """'package.Service/Method' -> (HTTP verb, path template) for every method with an HTTP rule,
+    read from the descriptor set Envoy loads (built as the deploy instructions build it)."""
+    out = tmp_path_factory.mktemp("descriptor") / "chirp.pb"
+    built = subprocess.run(
+        [sys.executable, "scripts/protos.py", "descriptor", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    assert {"google/rpc/error_details.proto", "google/rpc/status.proto"} <= {f.name for f in files}
+    assert not any(f.package.startswith("envoy.") for f in files)
+    rules: dict[str, tuple[str, str]] = {}
+    for file in files:
+        for service in file.service:
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern")
+                if verb is not None:
+                    rules[f"{file.package}.{service.name}/{method.name}"] = (
+                        verb.upper(),
+                        getattr(rule, verb),
+                    )
+    return rules
+
+
+def route_verb(route: dict[str, Any]) -> str:
+    [header] = route["match"]["headers"]
+    assert header["name"] == ":method"
+    verb: str = header["string_match"]["exact"]
+    return verb
+
+
+def route_matches(route: dict[str, Any], path: str) -> bool:
+    match = route["match"]
+    if "path" in match:
+        return bool(match["path"] == path)
+    if "safe_regex" in match:
+        return re.fullmatch(match["safe_regex"]["regex"], path) is not None
+    return path.startswith(match["prefix"])
+
+
+def sample_path(template: str) -> str:
+    return re.sub(r"\{[^}]+\}", "123", template)
+
+
+def rendered_descriptors(route: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
+    """What Envoy's rate_limits actions send for a signed-in SAMPLE_USER from SAMPLE_IP (after
+    ext_authz set x-chirp-user-id, or removed it on the public routes)."""
+    headers = {} if "/" + route["name"] in SIGN_IN_RPCS else {USER_ID_HEADER: str(SAMPLE_USER)}
+    descriptors = []
+    for rate_limit in route["route"].get("rate_limits", []):
+        entries: list[tuple[str, str]] = []
+        for action in rate_limit["actions"]:
+            [(kind, spec)] = action.items()
+            if kind == "generic_key":
+                entries.append((spec.get("descriptor_key", "generic_key"), spec["descriptor_value"]))
+            elif kind == "request_headers":
+                if spec["header_name"] not in headers:
+                    entries = []  # Envoy drops the whole descriptor
+                    break
+                entries.append((spec["descriptor_key"], headers[spec["header_name"]]))
+            elif kind == "remote_address":
+                entries.append(("remote_address", SAMPLE_IP))
+            else:
+                raise AssertionError(f"{route['name']}: action {kind} is not mirrored by limits.py")
+        if entries:
+            descriptors.append(tuple(entries))
+    return descriptors
+
+
+def method_routes(routes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in routes if "/" in r["name"]}
+
+
+def test_every_transcoded_service_exists_and_every_http_service_is_transcoded(
+    filters: dict[str, dict[str, Any]], http_rules: dict[str, tuple[str, str]]
+) -> None:
+    services = filters["envoy.filters.http.grpc_json_transcoder"]["services"]
+    assert len(services) == len(set(services))
+    assert set(services) == {name.split("/")[0] for name in http_rules}
+
+
+def test_every_route_names_a_method_and_matches_its_http_rule(
+    routes: list[dict[str, Any]], http_rules: dict[str, tuple[str, str]]
+) -> None:
+    named = method_routes(routes)
+    assert set(named) == set(http_rules), "one route per RPC with an HTTP rule, named after it"
+    for name, route in named.items():
+        verb, template = http_rules[name]
+        assert route_verb(route) == verb, name
+        assert route_matches(route, sample_path(template)), name
+        assert route["route"]["cluster"] == CLUSTER_OF_SERVICE[name.split("/")[0]], name
+
+
+def test_each_request_reaches_the_route_of_its_method(
+    routes: list[dict[str, Any]], http_rules: dict[str, tuple[str, str]]
+) -> None:
+    """Envoy takes the first matching route: no route may shadow the one of another method."""
+
+    def takes(route: dict[str, Any], verb: str, path: str) -> bool:
+        verb_ok = "headers" not in route["match"] or route_verb(route) == verb
+        return verb_ok and route_matches(route, path)
+
+    for name, (verb, template) in http_rules.items():
+        path = sample_path(template)
+        first = next(r for r in routes if takes(r, verb, path))
+        assert first["name"] == name, (name, verb, path)
+
+
+def test_rate_limit_actions_make_the_python_gateways_descriptors(routes: list[dict[str, Any]]) -> None:
+    limits = load_limits(DEFAULT_LIMITS_FILE)
+    for name, route in method_routes(routes).items():
+        rpc = "/" + name
+        user = None if rpc in SIGN_IN_RPCS else SAMPLE_USER
+        envoy_descriptors = rendered_descriptors(route)
+        assert envoy_descriptors == descriptors_for(rpc, user, SAMPLE_IP), name
+        assert envoy_descriptors, f"{name} has no rate limit"
+        for descriptor in envoy_descriptors:
+            assert limits.find(descriptor) is not None, (name, descriptor, "has no limit in ratelimit.yaml")
+
+
+def test_public_routes_are_the_ones_authz_lets_through(
+    routes: list[dict[str, Any]], http_rules: dict[str, tuple[str, str]]
+) -> None:
+    public = {(http_rules[rpc[1:]][0], http_rules[rpc[1:]][1]) for rpc in SIGN_IN_RPCS}
+    assert public | {("GET", "/healthz")} == set(PUBLIC_ROUTES)
+    healthz = next(r for r in routes if r["name"] == "healthz")
+    assert route_matches(healthz, "/healthz") and route_verb(healthz) == "GET"
+
+
+def test_filters_are_configured_as_the_python_gateway_behaves(
+    manager: dict[str, Any], filters: dict[str, dict[str, Any]], envoy: dict[str, Any]
+) -> None:
+    assert [f["name"] for f in manager["http_filters"]] == FILTER_ORDER
+    clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+
+    ext_authz = filters["envoy.filters.http.ext_authz"]
+    assert ext_authz["failure_mode_allow"] is False
+    assert ext_authz["status_on_error"]["code"] == "ServiceUnavailable"
+    assert ext_authz["transport_api_version"] == "V3"
+    assert "with_request_body" not in ext_authz
+    assert ext_authz["grpc_service"]["envoy_grpc"]["cluster_name"] in clusters
+
+    ratelimit = filters["envoy.filters.http.ratelimit"]
+    assert ratelimit["domain"] == DOMAIN == load_limits(DEFAULT_LIMITS_FILE).domain
+    assert ratelimit["failure_mode_deny"] is False
+    assert ratelimit["rate_limit_service"]["transport_api_version"] == "V3"
+    assert ratelimit["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] in clusters
+
+    transcoder = filters["envoy.filters.http.grpc_json_transcoder"]
+    assert transcoder["print_options"] == {
+        "preserve_proto_field_names": True,
+        "always_print_primitive_fields": False,
+        "stream_sse_style_delimited": True,
+    }
+    assert transcoder["convert_grpc_status"] is True
+    assert transcoder["match_incoming_request_route"] is True
+    assert transcoder["request_validation_options"] == {
+        "reject_unknown_method": True,
+        "reject_unknown_query_parameters": True,
+    }
+    health = filters["envoy.filters.http.health_check"]
+    assert set(health["cluster_min_healthy_percentages"]) == set(clusters)
+
+    for name, cluster in clusters.items():
+        options = cluster["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]
+        assert "http2_protocol_options" in options["explicit_http_config"], name
+        assert cluster["load_assignment"]["cluster_name"] == name
+
+
+def test_compose_file_runs_every_service_behind_envoy() -> None:
+    compose = yaml.safe_load(COMPOSE_YAML.read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "envoy", "graph", "tweets", "timeline", "edge"} <= set(services)
+    for name in ("graph", "tweets", "timeline", "edge"):
+        assert services[name]["command"] == ["chirp", "serve", name]
+    assert any(volume.startswith("../edge_proxy/envoy.yaml:") for volume in services["envoy"]["volumes"])

@@ -5,6 +5,8 @@ before every test."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,12 +35,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    # Outside pytest's temp root: each pytest session resets that root to 0700, which would lock
+    # the server's system user out of a data directory another running session still uses.
+    data_dir = Path(tempfile.mkdtemp(prefix="chirp-test-pg-"))
+    server = EmbeddedPostgres(data_dir)
     server.start()
     try:
         yield server.dsn
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -9,6 +11,11 @@ from chirp.users.v1 import users_pb2, users_pb2_grpc
 from chirp_core.db import migrate, open_pool
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.settings import Settings
+from chirp_core.snowflake import SnowflakeGenerator
+from graph_svc.accounts import AccountService, Passwords
+from graph_svc.graph import GraphService
+from graph_svc.servicer import GraphServicer, UserServicer
+from graph_svc.storage import GraphStorage
 
 SCHEMA = "graph"
 
@@ -16,15 +23,27 @@ SCHEMA = "graph"
 async def start(settings: Settings, database_url: str, port: int) -> RunningServer:
     await migrate(database_url, SCHEMA, "graph_svc.migrations")
     pool = await open_pool(settings, database_url, name=SCHEMA)
+    storage = GraphStorage(pool)
+    accounts = AccountService(
+        storage,
+        SnowflakeGenerator(settings.node_id),
+        Passwords(),
+        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+    )
+    graph = GraphService(storage)
 
     def register(server: grpc.aio.Server) -> list[str]:
-        users_pb2_grpc.add_UserServiceServicer_to_server(users_pb2_grpc.UserServiceServicer(), server)
-        graph_pb2_grpc.add_GraphServiceServicer_to_server(graph_pb2_grpc.GraphServiceServicer(), server)
+        users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(accounts), server)
+        graph_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(graph), server)
         return [
             users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
             graph_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
         ]
 
-    running = await start_server("graph", f"{settings.host}:{port}", register)
+    try:
+        running = await start_server("graph", f"{settings.host}:{port}", register)
+    except BaseException:
+        await pool.close()
+        raise
     running.on_stop.append(pool.close)
     return running

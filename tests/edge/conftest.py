@@ -1,0 +1,53 @@
+"""The edge in front of the in-process stack, started by the same composition root as `chirp up`
+(edge_proxy.edge): an embedded Redis in a temporary directory, the ext_authz and rate-limit
+services, the guard and the Python gateway on free ports, with the low limits of limits.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from chirp_core.settings import Settings
+from chirp_core.stack import Stack
+from edge_proxy.edge import RunningEdge, start_edge
+
+LIMITS_FILE = Path(__file__).with_name("limits.yaml")
+
+Edge = RunningEdge
+
+
+def edge_settings(stack: Stack, data_dir: Path, **changes: object) -> Settings:
+    """The stack's settings pointed at its services, every edge port free, the test limits."""
+    return stack.settings.with_changes(
+        data_dir=data_dir,
+        redis_url=stack.redis_url,
+        graph_addr=stack.address("graph"),
+        tweets_addr=stack.address("tweets"),
+        timeline_addr=stack.address("timeline"),
+        http_port=0,
+        auth_port=0,
+        embedded_redis_port=0,
+        rate_limits=str(LIMITS_FILE),
+        upstream_timeout_seconds=5.0,
+        **changes,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def edge(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
+    running = await start_edge(edge_settings(stack, tmp_path_factory.mktemp("edge")))
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http(edge: Edge) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the gateway; paths are relative to its URL."""
+    async with aiohttp.ClientSession(base_url=edge.url) as session:
+        yield session

@@ -1,0 +1,126 @@
+"""The gateway's own behaviour: request IDs, routing errors, body limit, health, rate limits."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+
+from tests.edge.conftest import Edge
+from tests.edge.helpers import call, sign_up, tweet
+
+
+async def test_request_id_is_echoed_or_made_up(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await sign_up(http)
+    caplog.set_level(logging.INFO, logger="chirp.gateway")
+    given = await call(http, "GET", f"/users/{alice.id}", user=alice, headers={"x-request-id": "trace-me-42"})
+    assert given.expect(200).headers["x-request-id"] == "trace-me-42"
+    first = (await call(http, "GET", f"/users/{alice.id}", user=alice)).headers["x-request-id"]
+    second = (await call(http, "GET", f"/users/{alice.id}", user=alice)).headers["x-request-id"]
+    assert first and second and first != second
+    failed = await call(http, "GET", "/nowhere", user=alice, headers={"x-request-id": "lost-1"})
+    assert failed.headers["x-request-id"] == "lost-1"
+    lines = [r.getMessage() for r in caplog.records if r.name == "chirp.gateway"]
+    traced = [line for line in lines if "request_id=trace-me-42" in line]
+    assert len(traced) == 1, lines  # one line per request
+    assert "GET /users/" in traced[0] and "-> 200" in traced[0] and "GetUser" in traced[0]
+    assert any("request_id=lost-1" in line and "-> 404" in line for line in lines)
+
+
+async def test_unknown_route_is_404_and_wrong_method_405(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    missing = (await call(http, "GET", "/tweets/1/likes", user=alice)).expect(404, "ROUTE_NOT_FOUND")
+    assert missing.headers["Content-Type"] == "application/json"
+    wrong = (await call(http, "PUT", "/tweets/1", user=alice, json={})).expect(405, "METHOD_NOT_ALLOWED")
+    assert set(wrong.headers["Allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+    (await call(http, "POST", "/healthz", user=alice)).expect(405)
+    # The guard runs first, as ext_authz does in Envoy: an unknown path without a token is 401.
+    (await call(http, "GET", "/tweets/1/likes")).expect(401)
+
+
+async def test_unknown_query_parameter_is_400(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    params = {"user_id": str(alice.id), "colour": "red"}
+    reply = (await call(http, "GET", "/timeline", user=alice, params=params)).expect(
+        400, "UNKNOWN_QUERY_PARAMETER"
+    )
+    assert "colour" in reply.json["message"]
+    on_body_route = await call(
+        http,
+        "POST",
+        "/tweets",
+        user=alice,
+        params={"content": "x"},
+        json={"user_id": str(alice.id), "content": "y"},
+    )
+    on_body_route.expect(400, "UNKNOWN_QUERY_PARAMETER")
+
+
+async def test_int64_ids_beyond_double_precision_survive(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    big = "9007199254740993"  # 2**53 + 1: a double would round it to ...992
+    for path in (f"/users/{big}", f"/users/{big}/relationships/{alice.id}", f"/tweets/{big}/versions"):
+        reply = (await call(http, "GET", path, user=alice)).expect(404)
+        assert reply.json["message"].endswith(f" {big} not found"), reply.json
+        assert reply.json["details"][0]["metadata"] == {"id": big}
+
+
+async def test_a_body_over_the_limit_is_413(http: aiohttp.ClientSession, edge: Edge) -> None:
+    alice = await sign_up(http)
+    limit = edge.settings.max_body_bytes
+    body = {"user_id": str(alice.id), "content": "x" * limit}
+    reply = await call(http, "POST", "/tweets", user=alice, json=body)
+    reply.expect(413, "BODY_TOO_LARGE")
+    assert reply.json["code"] == 8
+
+    async def chunks() -> object:  # no Content-Length: the limit holds while reading
+        for _ in range(limit // 1024 + 2):
+            yield b" " * 1024
+
+    streamed = await call(http, "POST", "/tweets", user=alice, data=chunks())  # type: ignore[arg-type]
+    streamed.expect(413, "BODY_TOO_LARGE")
+    # Just under the limit is transcoded (and refused by the service for its length).
+    (
+        await call(http, "POST", "/tweets", user=alice, json={"user_id": str(alice.id), "content": "x" * 300})
+    ).expect(400)
+
+
+async def test_healthz(http: aiohttp.ClientSession) -> None:
+    reply = (await call(http, "GET", "/healthz")).expect(200)
+    assert reply.raw == b'{"status":"SERVING"}'
+    assert reply.headers["Content-Type"] == "application/json"
+
+
+async def test_past_the_tweet_limit_is_429_with_retry_after(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    bob = await sign_up(http)
+    statuses = []
+    limited = None
+    # limits.yaml allows 5 per minute; a window may turn over once, so at most 2 x 5 + 1 posts.
+    for n in range(11):
+        reply = await call(
+            http, "POST", "/tweets", user=alice, json={"user_id": str(alice.id), "content": f"#{n}"}
+        )
+        statuses.append(reply.status)
+        if reply.status == 429:
+            limited = reply
+            break
+    assert limited is not None, statuses
+    assert statuses.count(200) >= 5, statuses
+    assert limited.json["code"] == 8  # RESOURCE_EXHAUSTED
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    # The limit is per user: bob still posts, and alice still reads.
+    await tweet(http, bob, "bob is not limited")
+    (await call(http, "GET", f"/users/{alice.id}", user=alice)).expect(200)
+
+
+async def test_compact_json_without_spaces(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    posted = await call(
+        http, "POST", "/tweets", user=alice, json={"user_id": str(alice.id), "content": "nospace"}
+    )
+    assert b": " not in posted.raw and b", " not in posted.raw
+    assert posted.raw.startswith(b'{"tweet_id":"')

@@ -20,10 +20,11 @@ from chirp_core.settings import Settings
 log = logging.getLogger("chirp")
 
 UP_DESCRIPTION = """\
-Start the whole Chirp stack on this machine: an embedded PostgreSQL (data under --data-dir,
-kept across restarts) and the graph, tweets and timeline services, every port on 127.0.0.1.
-Set CHIRP_DATABASE_URL to use an external PostgreSQL instead. Ctrl-C or SIGTERM stops
-everything cleanly. Every option can also be set as CHIRP_<OPTION> in the environment."""
+Start the whole Chirp stack on this machine: an embedded PostgreSQL and Redis (data under
+--data-dir, kept across restarts), the graph, tweets and timeline services, the auth and
+rate-limit services and the REST gateway, every port on 127.0.0.1. Set CHIRP_DATABASE_URL or
+CHIRP_REDIS_URL to use external servers instead. Ctrl-C or SIGTERM stops everything cleanly.
+Every option can also be set as CHIRP_<OPTION> in the environment."""
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -91,9 +92,12 @@ async def _up(settings: Settings) -> None:
         began = time.monotonic()
         stack = await start_stack(settings)
         endpoints = " ".join(f"{name}={stack.address(name)}" for name in stack.servers)
-        database = "embedded PostgreSQL" if stack.postgres else "external PostgreSQL"
+        database = "embedded" if stack.postgres else "external"
+        cache = "embedded" if stack.redis else "external"
+        url = stack.edge.url if stack.edge else "-"
         print(
-            f"chirp: ready in {time.monotonic() - began:.2f}s ({database}) {endpoints}",
+            f"chirp: ready in {time.monotonic() - began:.2f}s at {url} "
+            f"({database} PostgreSQL, {cache} Redis) {endpoints}",
             flush=True,
         )
         return stack

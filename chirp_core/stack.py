@@ -1,15 +1,21 @@
-"""The composition root of a whole Chirp stack in one process: PostgreSQL (embedded unless
-CHIRP_DATABASE_URL is set) and the three services. Used by `chirp up` and by the tests."""
+"""The composition root of a whole Chirp stack in one process: PostgreSQL and Redis (embedded
+unless CHIRP_DATABASE_URL / CHIRP_REDIS_URL name external ones), the three services and the edge
+(auth, rate limits, HTTP gateway). Used by `chirp up` and by the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chirp_core.embedded_pg import EmbeddedPostgres
+from chirp_core.embedded_redis import EmbeddedRedis
 from chirp_core.grpc_server import RunningServer
 from chirp_core.settings import Settings
+
+if TYPE_CHECKING:
+    from edge_proxy.edge import RunningEdge
 
 log = logging.getLogger("chirp.stack")
 EMBEDDED_DATABASE = "chirp"
@@ -17,18 +23,29 @@ EMBEDDED_DATABASE = "chirp"
 
 @dataclass
 class Stack:
+    """A started stack. `settings` carries the database and Redis URLs actually in use."""
+
     settings: Settings
     database_url: str
+    redis_url: str
     servers: dict[str, RunningServer] = field(default_factory=dict)
+    edge: RunningEdge | None = None
     postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
 
     def address(self, service: str) -> str:
         return f"{self.settings.host}:{self.servers[service].port}"
 
     async def stop(self) -> None:
-        """Stop in the reverse order of start: the timeline first, PostgreSQL last."""
+        """Stop in the reverse order of start: the gateway first, PostgreSQL last."""
+        if self.edge is not None:
+            await self.edge.stop()
+            self.edge = None
         for name in reversed(list(self.servers)):
             await self.servers.pop(name).stop(self.settings.shutdown_grace_seconds)
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
+            self.redis = None
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             self.postgres = None
@@ -43,21 +60,37 @@ async def start_postgres(settings: Settings) -> tuple[str, EmbeddedPostgres | No
     return url, postgres
 
 
-async def start_stack(settings: Settings) -> Stack:
+async def start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    if settings.redis_url:
+        return settings.redis_url, None
+    redis = EmbeddedRedis(settings.data_dir, port=settings.embedded_redis_port, host=settings.host)
+    await asyncio.to_thread(redis.start)
+    return redis.url, redis
+
+
+async def start_stack(settings: Settings, *, with_edge: bool = True) -> Stack:
     """Start everything; on a failure part-way, stop what was started and re-raise."""
+    from edge_proxy.edge import start_edge
     from graph_svc.server import start as start_graph
     from timeline_svc.server import start as start_timeline
     from tweets_svc.server import start as start_tweets
 
     database_url, postgres = await start_postgres(settings)
-    stack = Stack(settings, database_url, postgres=postgres)
+    stack = Stack(settings, database_url, "", postgres=postgres)
     try:
+        stack.redis_url, stack.redis = await start_redis(settings)
+        settings = stack.settings = settings.with_changes(
+            database_url=database_url, redis_url=stack.redis_url
+        )
         stack.servers["graph"] = await start_graph(settings, database_url, settings.graph_port)
         stack.servers["tweets"] = await start_tweets(settings, database_url, settings.tweets_port)
-        upstreams = settings.with_changes(
+        settings = stack.settings = settings.with_changes(
             graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets")
         )
-        stack.servers["timeline"] = await start_timeline(upstreams, settings.timeline_port)
+        stack.servers["timeline"] = await start_timeline(settings, settings.timeline_port)
+        settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
+        if with_edge:
+            stack.edge = await start_edge(settings)
     except BaseException:
         await stack.stop()
         raise

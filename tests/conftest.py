@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+import redis
 import pytest_asyncio
 
 from chirp.graph.v1 import graph_pb2_grpc
@@ -60,8 +61,10 @@ def database_url(postgres_server: str) -> Iterator[str]:
 
 
 def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> Settings:
+    """Every port free; CHIRP_TEST_REDIS_URL names an external Redis, else an embedded one starts."""
     return Settings(
         database_url=database_url,
+        redis_url=os.environ.get("CHIRP_TEST_REDIS_URL") or None,
         data_dir=data_dir,
         graph_port=0,
         tweets_port=0,
@@ -73,16 +76,21 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    running = await start_stack(settings_for_tests(database_url, tmp_path_factory.mktemp("data")))
+    settings = settings_for_tests(database_url, tmp_path_factory.mktemp("data"))
+    running = await start_stack(settings, with_edge=False)
     yield running
     await running.stop()
 
 
 @pytest.fixture(autouse=True)
 def empty_tables(request: pytest.FixtureRequest) -> None:
-    """Every test that uses the stack starts from empty tables (migrations stay applied)."""
+    """Every test that uses the stack starts from empty tables (migrations stay applied) and an
+    empty Redis: its contents are derived state, rebuilt from PostgreSQL."""
     if "stack" not in request.fixturenames and "api" not in request.fixturenames:
         return
+    stack: Stack = request.getfixturevalue("stack")
+    with redis.Redis.from_url(stack.redis_url) as client:
+        client.flushdb()
     url = request.getfixturevalue("database_url")
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(

@@ -18,7 +18,7 @@ import pytest
 
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 
-READY = re.compile(r"chirp: ready in (?P<seconds>[\d.]+)s .*graph=(?P<graph>\S+)")
+READY = re.compile(r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*graph=(?P<graph>\S+)")
 
 
 @contextmanager

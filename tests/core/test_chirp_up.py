@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -21,9 +22,16 @@ from chirp.users.v1 import users_pb2, users_pb2_grpc
 READY = re.compile(r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*graph=(?P<graph>\S+)")
 
 
+@dataclass(frozen=True)
+class Started:
+    url: str
+    graph: str
+    seconds: float
+
+
 @contextmanager
-def chirp_up(data_dir: Path) -> Iterator[tuple[str, float]]:
-    """Run `chirp up`; yield the graph service's address and the seconds it took to be ready."""
+def chirp_up(data_dir: Path) -> Iterator[Started]:
+    """Run `chirp up` on free ports; yield where it listens and the seconds it took to be ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
     process = subprocess.Popen(
         [
@@ -57,7 +65,7 @@ def chirp_up(data_dir: Path) -> Iterator[tuple[str, float]]:
             output.append(line)
             match = READY.search(line)
         assert match is not None, "chirp up never became ready:\n" + "".join(output)
-        yield match["graph"], float(match["seconds"])
+        yield Started(match["url"], match["graph"], float(match["seconds"]))
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
@@ -65,11 +73,14 @@ def chirp_up(data_dir: Path) -> Iterator[tuple[str, float]]:
     assert process.returncode == 0, "".join(output)
 
 
-def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+def processes_using(data_dir: Path, program: str = "") -> list[psutil.Process]:
+    """Processes whose command line or working directory names data_dir (Redis rewrites its
+    command line, but runs in its data directory), and `program`, when given."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if any(str(data_dir.resolve()) in part for part in cmdline) and "postgres" in " ".join(cmdline):
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        where = cmdline + " " + (proc.info["cwd"] or "")
+        if str(data_dir.resolve()) in where and program in cmdline:
             found.append(proc)
     return found
 
@@ -95,15 +106,16 @@ def get_user(address: str, user_id: int) -> users_pb2.User:
 @pytest.mark.skipif(
     os.environ.get("CHIRP_TEST_DATABASE_URL") is not None, reason="exercises the embedded database"
 )
-def test_restart_keeps_data_and_leaves_no_postgres_behind(tmp_path: Path) -> None:
+def test_restart_keeps_data_and_leaves_no_process_behind(tmp_path: Path) -> None:
     data_dir = tmp_path / "chirp-data"
-    with chirp_up(data_dir) as (graph, seconds):
-        assert graph.startswith("127.0.0.1:")
-        assert seconds < 30
-        user_id = create_user(graph, "survivor")
-        assert postgres_processes(data_dir), "the embedded PostgreSQL should be running"
-    assert not postgres_processes(data_dir), "SIGTERM left PostgreSQL running"
+    with chirp_up(data_dir) as started:
+        assert started.graph.startswith("127.0.0.1:") and started.url.startswith("http://127.0.0.1:")
+        assert started.seconds < 30
+        user_id = create_user(started.graph, "survivor")
+        assert processes_using(data_dir, "postgres"), "the embedded PostgreSQL should be running"
+        assert processes_using(data_dir, "redis-server"), "the embedded Redis should be running"
+    assert not processes_using(data_dir), "SIGTERM left a process of the stack running"
 
-    with chirp_up(data_dir) as (graph, _):
-        assert get_user(graph, user_id).handle == "survivor"
-    assert not postgres_processes(data_dir)
+    with chirp_up(data_dir) as started:
+        assert get_user(started.graph, user_id).handle == "survivor"
+    assert not processes_using(data_dir)

@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-import redis
 import pytest_asyncio
+import redis
 
 from chirp.graph.v1 import graph_pb2_grpc
 from chirp.timeline.v1 import timeline_pb2_grpc

@@ -19,13 +19,18 @@ import pytest
 
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 
-READY = re.compile(r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*graph=(?P<graph>\S+)")
+READY = re.compile(
+    r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*"
+    r"graph=(?P<graph>\S+) tweets=(?P<tweets>\S+) timeline=(?P<timeline>\S+)"
+)
 
 
 @dataclass(frozen=True)
 class Started:
     url: str
     graph: str
+    tweets: str
+    timeline: str
     seconds: float
 
 
@@ -65,7 +70,9 @@ def chirp_up(data_dir: Path) -> Iterator[Started]:
             output.append(line)
             match = READY.search(line)
         assert match is not None, "chirp up never became ready:\n" + "".join(output)
-        yield Started(match["url"], match["graph"], float(match["seconds"]))
+        yield Started(
+            match["url"], match["graph"], match["tweets"], match["timeline"], float(match["seconds"])
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)

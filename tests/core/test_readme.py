@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,15 @@ from tests.core.test_chirp_up import chirp_up
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def walkthrough() -> str:
-    section = README.read_text().split("## The REST API, with curl", 1)[1]
-    match = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert match, "no sh block in the README's REST section"
+def code_block(heading: str, language: str) -> str:
+    section = README.read_text().split(heading, 1)[1]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert match, f"no {language} block under {heading!r} in the README"
     return match.group(1)
+
+
+def walkthrough() -> str:
+    return code_block("## The REST API, with curl", "sh")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
@@ -43,3 +48,18 @@ def test_curl_walkthrough_works_verbatim(tmp_path: Path) -> None:
     assert '"first light"' in second_page and '"next_cursor"' not in second_page
     assert any(line.startswith("data: ") and "live from the stream" in line for line in lines)
     assert lines[-2].endswith(" 403") and lines[-1].endswith(" 401")
+
+
+def test_grpc_snippet_works_verbatim(tmp_path: Path) -> None:
+    snippet = code_block("## Talking to the services over gRPC", "python")
+    with chirp_up(tmp_path / "data") as started:
+        for default, actual in (
+            ("127.0.0.1:50051", started.graph),
+            ("127.0.0.1:50052", started.tweets),
+            ("127.0.0.1:50053", started.timeline),
+        ):
+            assert default in snippet
+            snippet = snippet.replace(default, actual)
+        run = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["bob hello, Chirp"]

@@ -41,20 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--graph-port", type=int, help="users and follow graph gRPC port (default 50051)")
     up.add_argument("--tweets-port", type=int, help="tweets gRPC port (default 50052)")
     up.add_argument("--timeline-port", type=int, help="timeline gRPC port (default 50053)")
+    up.add_argument("--http-port", type=int, help="the REST gateway's port (default 8080)")
+    up.add_argument("--auth-port", type=int, help="the auth and rate-limit gRPC port (default 50054)")
+    up.add_argument(
+        "--rate-limits",
+        metavar="FILE|off",
+        help="a limits file in envoyproxy/ratelimit format (default: edge_proxy/ratelimit.yaml); "
+        "`off` turns rate limiting off, e.g. for load tests",
+    )
     up.add_argument(
         "--postgres-port",
         type=int,
         dest="embedded_postgres_port",
+        metavar="PORT",
         help="embedded PostgreSQL port (default: a free one)",
+    )
+    up.add_argument(
+        "--redis-port",
+        type=int,
+        dest="embedded_redis_port",
+        metavar="PORT",
+        help="embedded Redis port (default: a free one)",
     )
     _add_common(up)
 
     serve = commands.add_parser(
         "serve",
         help="run one service (production: external PostgreSQL via CHIRP_DATABASE_URL)",
-        description="Run one service in the foreground; its peers are found by CHIRP_*_ADDR.",
+        description="Run one service in the foreground; its peers are found by CHIRP_*_ADDR. "
+        "`edge` is the ext_authz and rate-limit service Envoy calls (needs CHIRP_REDIS_URL).",
     )
-    serve.add_argument("service", choices=["graph", "tweets", "timeline"])
+    serve.add_argument("service", choices=["graph", "tweets", "timeline", "edge"])
     serve.add_argument("--port", type=int, help="the port to bind (default: the service's CHIRP_*_PORT)")
     _add_common(serve)
     return parser
@@ -112,6 +129,14 @@ async def _serve(settings: Settings, service: str, port: int | None) -> None:
     from chirp_core.grpc_server import RunningServer
 
     async def start() -> RunningServer:
+        if service == "edge":
+            from edge_proxy.edge_services import start as start_edge_services
+
+            if not settings.redis_url:
+                raise SystemExit("chirp serve edge: set CHIRP_REDIS_URL")
+            return await start_edge_services(
+                settings, settings.redis_url, port if port is not None else settings.auth_port
+            )
         if not settings.database_url and service != "timeline":
             raise SystemExit("chirp serve: set CHIRP_DATABASE_URL (use `chirp up` for the embedded database)")
         database_url = settings.database_url or ""

@@ -7,6 +7,7 @@ import logging
 import aiohttp
 import pytest
 
+from chirp_core.rpc import RequestIdLogFilter
 from tests.edge.conftest import Edge
 from tests.edge.helpers import call, sign_up, tweet
 
@@ -124,3 +125,15 @@ async def test_compact_json_without_spaces(http: aiohttp.ClientSession) -> None:
     )
     assert b": " not in posted.raw and b", " not in posted.raw
     assert posted.raw.startswith(b'{"tweet_id":"')
+
+
+async def test_request_id_reaches_the_services_logs(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await sign_up(http)
+    caplog.set_level(logging.INFO, logger="chirp.rpc")
+    caplog.handler.addFilter(RequestIdLogFilter())
+    missing = await call(http, "GET", "/users/999", user=alice, headers={"x-request-id": "svc-trace-7"})
+    missing.expect(404)
+    service_lines = [r for r in caplog.records if r.name == "chirp.rpc" and "GetUser" in r.getMessage()]
+    assert [getattr(r, "request_id", None) for r in service_lines] == ["svc-trace-7"]

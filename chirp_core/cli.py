@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -29,6 +30,32 @@ Every option can also be set as CHIRP_<OPTION> in the environment."""
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING or ERROR")
+    parser.add_argument(
+        "--metrics-port",
+        type=_port_or_off,
+        metavar="PORT|off",
+        help="Prometheus metrics at http://HOST:PORT/metrics (default 50055; 0 picks a free port)",
+    )
+
+
+def _port_or_off(text: str) -> int:
+    """`off` becomes -1, which main() turns into "no metrics server"."""
+    return -1 if text.strip().lower() == "off" else int(text)
+
+
+def _add_timeline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeline-mode",
+        choices=["pull", "push", "hybrid"],
+        help="home timelines: fan-out on write with celebrities merged at read time (hybrid, the "
+        "default), fan-out on write for everyone (push), or computed at each read (pull)",
+    )
+    parser.add_argument(
+        "--fanout-workers",
+        type=int,
+        metavar="N",
+        help="fan-out worker tasks per timeline process (default 2)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="embedded Redis port (default: a free one)",
     )
+    up.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the services and the gateway in N processes sharing the same ports (SO_REUSEPORT; "
+        "every port must then be fixed, not 0); PostgreSQL and Redis start once (default 1)",
+    )
+    _add_timeline(up)
     _add_common(up)
 
     serve = commands.add_parser(
@@ -73,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("service", choices=["graph", "tweets", "timeline", "edge"])
     serve.add_argument("--port", type=int, help="the port to bind (default: the service's CHIRP_*_PORT)")
+    _add_timeline(serve)
     _add_common(serve)
+
+    commands.add_parser(
+        "bench",
+        help="benchmark pull, push and hybrid timelines on this machine (`chirp bench --help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -109,6 +152,8 @@ async def _up(settings: Settings) -> None:
         began = time.monotonic()
         stack = await start_stack(settings)
         endpoints = " ".join(f"{name}={stack.address(name)}" for name in stack.servers)
+        if stack.metrics_server is not None:
+            endpoints += f" metrics={stack.metrics_server.url}"
         database = "embedded" if stack.postgres else "external"
         cache = "embedded" if stack.redis else "external"
         url = stack.edge.url if stack.edge else "-"
@@ -156,22 +201,45 @@ async def _serve(settings: Settings, service: str, port: int | None) -> None:
 
         return await start_timeline(settings, port if port is not None else settings.timeline_port)
 
+    async def start_with_metrics() -> RunningServer:
+        server = await start()
+        if server.metrics is not None and settings.metrics_port is not None:
+            from chirp_core.metrics import serve_metrics
+
+            metrics = await serve_metrics(server.metrics, settings.host, settings.metrics_port)
+            server.on_stop.insert(0, metrics.stop)
+        return server
+
     async def stop(server: RunningServer) -> None:
         await server.stop(settings.shutdown_grace_seconds)
 
-    await run_until_signalled(start, stop)
+    await run_until_signalled(start_with_metrics, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "service", "port")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "service", "port", "processes")}
+    if overrides.get("metrics_port") == -1:
+        overrides.pop("metrics_port")
+        environ = {**os.environ, "CHIRP_METRICS_PORT": "off"}
+    else:
+        environ = dict(os.environ)
     try:
-        settings = Settings.from_env(**overrides)
+        settings = Settings.from_env(environ, **overrides)
     except ValueError as exc:
         print(f"chirp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "up" and args.processes > 1:
+            from chirp_core.processes import run as run_processes
+
+            return asyncio.run(run_processes(settings, args.processes))
         if args.command == "up":
             asyncio.run(_up(settings))
         else:

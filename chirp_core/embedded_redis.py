@@ -36,13 +36,15 @@ def redis_server_binary() -> Path:
     return binary
 
 
-def open_redis(url: str) -> redis.asyncio.Redis:
+def open_redis(url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.asyncio.Redis:
     """An asyncio client for `url` with short timeouts (see REDIS_TIMEOUT_SECONDS) and one immediate
     retry, enough to replace a connection a restarted server dropped; redis-py's default (ten
-    retries with backoff) would hold a request for seconds while Redis is down."""
+    retries with backoff) would hold a request for seconds while Redis is down.
+
+    `read_timeout` is longer for a client whose commands block on purpose (XREADGROUP BLOCK)."""
     client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
         url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=read_timeout,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from chirp_core.metrics import Metrics
 from chirp_core.rpc import ServerInterceptor
 
 log = logging.getLogger("chirp.server")
@@ -27,6 +28,8 @@ class RunningServer:
     health: Any  # AsyncHealthServicer
     service_names: Sequence[str]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The metrics the server's service records into (shared with other services in one process).
+    metrics: Metrics | None = None
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish for `grace` seconds, then close resources."""

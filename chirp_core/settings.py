@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Self
 
 ENV_PREFIX = "CHIRP_"
+TIMELINE_MODES = ("pull", "push", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Settings:
     # The Snowflake node number of this process, 0 to 1023; unique per process writing IDs.
     node_id: int = 0
     session_ttl_seconds: int = 30 * 24 * 3600
-    # How often the live stream looks for new tweets on the pull path.
+    # How often the live stream polls the pull path (pull mode, or while Redis is unreachable).
     stream_poll_seconds: float = 1.0
     # Deadline for a call to another service when the caller gave none.
     default_rpc_timeout_seconds: float = 10.0
@@ -64,6 +65,65 @@ class Settings:
     # Largest request body the gateway accepts, and the deadline it gives each upstream call.
     max_body_bytes: int = 64 * 1024
     upstream_timeout_seconds: float = 10.0
+
+    # Media: clients upload straight to object storage with a presigned POST; tweets list CDN URLs.
+    # "local": files under media_local_dir, uploaded to and served by the gateway under /media/
+    # (one machine: it stands in for the bucket and the CDN). "s3": a bucket through boto3.
+    media_store: str = "local"
+    # The local store's directory; None means data_dir/media.
+    media_local_dir: Path | None = None
+    # The local store's HMAC key for upload policies; empty means one generated in media_local_dir.
+    media_signing_key: str = ""
+    # A media URL is this prefix followed by the object key. Empty: the gateway's own /media/
+    # (local store) or the bucket's own URL (S3, no CDN).
+    media_cdn_base: str = ""
+    # S3 or any S3-compatible store (MinIO, Ceph). Credentials come from boto3's usual chain
+    # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role).
+    media_s3_bucket: str = ""
+    # Empty means AWS's endpoint for the region.
+    media_s3_endpoint_url: str = ""
+    media_s3_region: str = ""
+    # The endpoint clients upload to, when it differs from the one the services reach.
+    media_s3_upload_endpoint_url: str = ""
+    media_max_image_bytes: int = 8 * 1024 * 1024
+    media_max_video_bytes: int = 64 * 1024 * 1024
+    media_upload_grant_seconds: int = 600
+    # An upload never attached to a tweet is deleted after this long.
+    media_pending_ttl_seconds: int = 24 * 3600
+    # How often the tweets service's media janitor deletes expired uploads and deleted tweets' media.
+    media_janitor_interval_seconds: float = 30.0
+
+    # Home timelines (docs: timeline_svc/__init__.py). pull: computed from PostgreSQL at each read;
+    # push: fan-out on write to every follower; hybrid: push, except for celebrities (more
+    # followers than celebrity_threshold), whose tweets are merged in at read time.
+    timeline_mode: str = "hybrid"
+    celebrity_threshold: int = 10_000
+    # Fan-out workers (asyncio consumers of one Redis consumer group) in each timeline process.
+    fanout_workers: int = 2
+    # A timeline is warm (kept and written by the workers) while read within this many days.
+    timeline_warm_days: float = 7.0
+    # Entries kept per home timeline and per author's recent-tweets set (at most 1,000).
+    timeline_size: int = 800
+    # How long a hydrated tweet stays in the Redis tweet cache.
+    tweet_cache_seconds: float = 600.0
+    # Prefix of the timeline keys in Redis and name of the workers' consumer group: two timeline
+    # deployments with different namespaces share one Redis and one event stream independently.
+    timeline_namespace: str = "chirp"
+    # Follower IDs per StreamFollowerIds batch, each batch written in one Redis round trip.
+    fanout_batch_size: int = 5_000
+    # A worker waits this long for new events per XREADGROUP call.
+    fanout_block_seconds: float = 2.0
+    # Events another consumer read but did not acknowledge for this long are taken over.
+    fanout_claim_idle_seconds: float = 30.0
+    # The Redis stream the outbox relays write and the workers read, and its approximate length.
+    events_stream: str = "chirp:events"
+    events_stream_maxlen: int = 100_000
+    # The relays wake on NOTIFY; this is their fallback poll. Published rows are deleted after
+    # outbox_retention_hours.
+    relay_poll_seconds: float = 1.0
+    outbox_retention_hours: float = 24.0
+    # Prometheus metrics over HTTP at /metrics; None ("off") serves none, 0 picks a free port.
+    metrics_port: int | None = 50055
 
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -88,6 +148,30 @@ class Settings:
             raise ValueError(f"CHIRP_NODE_ID must be 0..1023, got {self.node_id}")
         if self.db_pool_min < 1 or self.db_pool_max < self.db_pool_min:
             raise ValueError("CHIRP_DB_POOL_MIN must be >= 1 and <= CHIRP_DB_POOL_MAX")
+        if self.timeline_mode not in TIMELINE_MODES:
+            raise ValueError(f"CHIRP_TIMELINE_MODE must be one of {', '.join(TIMELINE_MODES)}")
+        if self.fanout_workers < 0:
+            raise ValueError("CHIRP_FANOUT_WORKERS must be >= 0")
+        if not 1 <= self.timeline_size <= 1000:
+            raise ValueError("CHIRP_TIMELINE_SIZE must be 1..1000")
+        if self.celebrity_threshold < 0:
+            raise ValueError("CHIRP_CELEBRITY_THRESHOLD must be >= 0")
+        if self.timeline_warm_days <= 0:
+            raise ValueError("CHIRP_TIMELINE_WARM_DAYS must be > 0")
+        self._validate_media()
+
+    def _validate_media(self) -> None:
+        if self.media_store not in ("local", "s3"):
+            raise ValueError(f"CHIRP_MEDIA_STORE must be local or s3, got {self.media_store!r}")
+        if self.media_store == "s3" and not self.media_s3_bucket:
+            raise ValueError("CHIRP_MEDIA_S3_BUCKET is required with CHIRP_MEDIA_STORE=s3")
+        if min(self.media_max_image_bytes, self.media_max_video_bytes, self.media_upload_grant_seconds) < 1:
+            raise ValueError("CHIRP_MEDIA_MAX_*_BYTES and CHIRP_MEDIA_UPLOAD_GRANT_SECONDS must be >= 1")
+        # The janitor may only remove an upload once its grant can no longer write to the key.
+        if self.media_pending_ttl_seconds <= self.media_upload_grant_seconds:
+            raise ValueError("CHIRP_MEDIA_PENDING_TTL_SECONDS must exceed CHIRP_MEDIA_UPLOAD_GRANT_SECONDS")
+        if self.media_janitor_interval_seconds <= 0:
+            raise ValueError("CHIRP_MEDIA_JANITOR_INTERVAL_SECONDS must be > 0")
 
     @property
     def graph_target(self) -> str:
@@ -104,6 +188,16 @@ class Settings:
     @property
     def auth_target(self) -> str:
         return self.auth_addr or f"{self.host}:{self.auth_port}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.media_local_dir or self.data_dir / "media"
+
+    @property
+    def media_gateway_url(self) -> str:
+        """The gateway's /media/ URL: the local store's bucket and CDN."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.http_port}/media/"
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)

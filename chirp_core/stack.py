@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from chirp_core.embedded_pg import EmbeddedPostgres
 from chirp_core.embedded_redis import EmbeddedRedis
 from chirp_core.grpc_server import RunningServer
+from chirp_core.metrics import Metrics, MetricsServer, serve_metrics
 from chirp_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ class Stack:
     edge: RunningEdge | None = None
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
+    # One registry for the three services of this process, served when settings.metrics_port is set.
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_server: MetricsServer | None = None
 
     def address(self, service: str) -> str:
         return f"{self.settings.host}:{self.servers[service].port}"
@@ -41,6 +45,9 @@ class Stack:
         if self.edge is not None:
             await self.edge.stop()
             self.edge = None
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
         for name in reversed(list(self.servers)):
             await self.servers.pop(name).stop(self.settings.shutdown_grace_seconds)
         if self.redis is not None:
@@ -82,12 +89,19 @@ async def start_stack(settings: Settings, *, with_edge: bool = True) -> Stack:
         settings = stack.settings = settings.with_changes(
             database_url=database_url, redis_url=stack.redis_url
         )
-        stack.servers["graph"] = await start_graph(settings, database_url, settings.graph_port)
-        stack.servers["tweets"] = await start_tweets(settings, database_url, settings.tweets_port)
+        metrics = stack.metrics
+        stack.servers["graph"] = await start_graph(
+            settings, database_url, settings.graph_port, metrics=metrics
+        )
+        stack.servers["tweets"] = await start_tweets(
+            settings, database_url, settings.tweets_port, metrics=metrics
+        )
         settings = stack.settings = settings.with_changes(
             graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets")
         )
-        stack.servers["timeline"] = await start_timeline(settings, settings.timeline_port)
+        stack.servers["timeline"] = await start_timeline(settings, settings.timeline_port, metrics=metrics)
+        if settings.metrics_port is not None:
+            stack.metrics_server = await serve_metrics(metrics, settings.host, settings.metrics_port)
         settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
         if with_edge:
             stack.edge = await start_edge(settings)

@@ -32,6 +32,10 @@ log = logging.getLogger("chirp.edge.authz")
 
 # (method, path) that need no token. The client-sent x-chirp-user-id is still removed.
 PUBLIC_ROUTES = frozenset({("POST", "/users"), ("POST", "/sessions"), ("GET", "/healthz")})
+# The local media store on the gateway (edge_proxy.media_local), standing in for a bucket and its
+# CDN: an upload to POST /media/ is authorized by the signed policy of its grant (handed out by the
+# authenticated POST /media), and media URLs are public, as on a CDN. (method, path prefix).
+PUBLIC_MEDIA_PATHS = (("POST", "/media/"), ("GET", "/media/"), ("HEAD", "/media/"))
 CACHE_PREFIX = "chirp:auth:"
 # RFC 6750 section 2.1: "Bearer" (any case), one space, a b64token.
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
@@ -100,7 +104,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         path = http.path.split("?", 1)[0]
-        if (http.method.upper(), path) in PUBLIC_ROUTES:
+        if is_public(http.method, path):
             return allowed(None)
         outcome = await self._authenticate(http.headers.get("authorization", ""))
         if isinstance(outcome, Denial):
@@ -139,6 +143,13 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         await self._cache.put(token, response.user_id, response.expires_at.ToMicroseconds() / 1e6)
         user_id: int = response.user_id
         return user_id
+
+
+def is_public(method: str, path: str) -> bool:
+    method = method.upper()
+    if (method, path) in PUBLIC_ROUTES:
+        return True
+    return any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_MEDIA_PATHS)
 
 
 def allowed(user_id: int | None) -> external_auth_pb2.CheckResponse:

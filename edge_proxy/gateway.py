@@ -26,6 +26,7 @@ from chirp_core.rpc import REQUEST_ID_HEADER, USER_ID_HEADER, request_id_var
 from chirp_core.settings import Settings
 from edge_proxy.guard import Guard, GuardDecision, GuardRequest
 from edge_proxy.http_status import code_number, http_status
+from edge_proxy.media_local import LocalMediaEndpoint
 from edge_proxy.routes import NoRoute, Route, RouteMatch, Router, WrongMethod, build_routes, chirp_services
 from edge_proxy.transcoder import (
     ERROR_DOMAIN,
@@ -76,10 +77,16 @@ class Gateway:
     """The request handler and what it holds: the router, the upstream channels, the guard."""
 
     def __init__(
-        self, settings: Settings, guard: Guard | None, routes: Sequence[Route] | None = None
+        self,
+        settings: Settings,
+        guard: Guard | None,
+        routes: Sequence[Route] | None = None,
+        media: LocalMediaEndpoint | None = None,
     ) -> None:
         self.settings = settings
         self.guard = guard
+        # /media/: the local media store's uploads and downloads, outside the JSON routes.
+        self.media = media
         self.router = Router(build_routes(chirp_services()) if routes is None else routes)
         self.upstreams = {
             "graph": settings.graph_target,
@@ -169,7 +176,10 @@ class Gateway:
         raw_path = request.rel_url.raw_path
         match: RouteMatch | None = None
         miss: TranscodeError | None = None
-        if raw_path == HEALTH_PATH:
+        media = self.media if self.media is not None and self.media.handles(raw_path) else None
+        if media is not None:
+            outcome.note = "media"
+        elif raw_path == HEALTH_PATH:
             if request.method != "GET":
                 miss = _wrong_method(("GET",), raw_path, request.method)
         else:
@@ -196,6 +206,8 @@ class Gateway:
             user_id = decision.user_id
             extra_headers = {k: v for k, v in decision.headers.items() if k.lower() != USER_ID_HEADER}
         outcome.user_id = user_id
+        if media is not None:
+            return await media.handle(request, request_id)
 
         try:
             if miss is not None:
@@ -443,7 +455,8 @@ async def start(settings: Settings, guard: Guard | None) -> RunningGateway:
     """Bind settings.host:settings.http_port (0 picks a free port) and serve.
 
     `guard` None turns authentication and rate limiting off (transcoding tests only)."""
-    gateway = Gateway(settings, guard)
+    media = await asyncio.to_thread(LocalMediaEndpoint.from_settings, settings)
+    gateway = Gateway(settings, guard, media=media)
     server = web.Server(gateway.handle, handler_cancellation=True, access_log=None)
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_grace_seconds)
     await runner.setup()

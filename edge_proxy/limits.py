@@ -55,6 +55,7 @@ SIGN_IN_RPCS = frozenset(
 PER_USER_RPCS: Mapping[str, str] = {
     "/chirp.tweets.v1.TweetService/CreateTweet": "tweet_create",
     "/chirp.graph.v1.GraphService/Follow": "follow",
+    "/chirp.tweets.v1.TweetService/CreateMediaUpload": "media_upload",
 }
 
 

@@ -86,6 +86,14 @@ class GraphService:
                 return
             after = (edges[-1].created_at, edges[-1].follower_id)
 
+    async def filter_followers(self, user_id: int, candidate_ids: list[int]) -> list[int]:
+        """The candidates who follow user_id, ascending and without duplicates."""
+        check_user_id(user_id, "user_id")
+        if len(candidate_ids) > MAX_BATCH_SIZE:
+            raise InvalidArgument("candidate_ids", f"at most {MAX_BATCH_SIZE} IDs (got {len(candidate_ids)})")
+        wanted = sorted({c for c in candidate_ids if c > 0})
+        return await self._storage.followers_among(user_id, wanted) if wanted else []
+
     def _check_edge(self, caller: int | None, follower_id: int, followee_id: int) -> None:
         if caller is None:
             raise Unauthenticated()

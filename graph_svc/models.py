@@ -14,6 +14,8 @@ class User:
     handle: str
     display_name: str
     created_at: datetime
+    follower_count: int = 0
+    following_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,19 @@ class EdgeUser:
     handle: str
     display_name: str
     created_at: datetime
+    follower_count: int
+    following_count: int
     followed_at: datetime
 
     def profile(self) -> User:
-        return User(self.user_id, self.handle, self.display_name, self.created_at)
+        return User(
+            self.user_id,
+            self.handle,
+            self.display_name,
+            self.created_at,
+            self.follower_count,
+            self.following_count,
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from chirp_core.db import migrate, open_pool
 from chirp_core.grpc_server import RunningServer, start_server
+from chirp_core.metrics import Metrics
+from chirp_core.outbox import start_relay
 from chirp_core.settings import Settings
 from chirp_core.snowflake import SnowflakeGenerator
 from graph_svc.accounts import AccountService, Passwords
@@ -20,8 +22,11 @@ from graph_svc.storage import GraphStorage
 SCHEMA = "graph"
 
 
-async def start(settings: Settings, database_url: str, port: int) -> RunningServer:
+async def start(
+    settings: Settings, database_url: str, port: int, *, metrics: Metrics | None = None
+) -> RunningServer:
     await migrate(database_url, SCHEMA, "graph_svc.migrations")
+    metrics = metrics or Metrics()
     pool = await open_pool(settings, database_url, name=SCHEMA)
     storage = GraphStorage(pool)
     accounts = AccountService(
@@ -45,5 +50,7 @@ async def start(settings: Settings, database_url: str, port: int) -> RunningServ
     except BaseException:
         await pool.close()
         raise
+    running.metrics = metrics
     running.on_stop.append(pool.close)
+    running.on_stop.append(await start_relay(settings, pool, database_url, SCHEMA, metrics))
     return running

@@ -100,6 +100,12 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         async for batch in self._graph.follower_id_batches(request.user_id, request.batch_size):
             yield graph_pb2.StreamFollowerIdsResponse(follower_ids=batch)
 
+    async def FilterFollowers(
+        self, request: graph_pb2.FilterFollowersRequest, context: Context
+    ) -> graph_pb2.FilterFollowersResponse:
+        followers = await self._graph.filter_followers(request.user_id, list(request.candidate_ids))
+        return graph_pb2.FilterFollowersResponse(follower_ids=followers)
+
 
 def user_proto(user: User) -> users_pb2.User:
     return users_pb2.User(
@@ -107,6 +113,8 @@ def user_proto(user: User) -> users_pb2.User:
         handle=user.handle,
         display_name=user.display_name,
         created_at=_timestamp(user.created_at),
+        follower_count=user.follower_count,
+        following_count=user.following_count,
     )
 
 

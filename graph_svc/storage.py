@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from chirp_core.errors import AlreadyExists, NotFound, Unavailable
 from graph_svc.models import Credentials, EdgeUser, FollowEdge, RelationshipRow, Session, User
 
-_USER_COLUMNS = "user_id, handle, display_name, created_at"
+_USER_COLUMNS = "user_id, handle, display_name, created_at, follower_count, following_count"
 _HANDLE_CONSTRAINT = "users_handle_key"
 _FOLLOWER_CONSTRAINT = "follows_follower_fkey"
 
@@ -117,7 +117,8 @@ class GraphStorage:
     # The follow graph.
 
     async def add_follow(self, follower_id: int, followee_id: int) -> bool:
-        """Add the edge and its `followed` event; False (and no event) when it already existed."""
+        """Add the edge, count it and add its `followed` event; False (and no event) when it
+        already existed."""
         try:
             async with self._write() as conn:
                 cur = await conn.execute(
@@ -127,7 +128,8 @@ class GraphStorage:
                 )
                 added = await cur.fetchone() is not None
                 if added:
-                    await _add_event(conn, "followed", follower_id, followee_id)
+                    followers = await _count_edge(conn, follower_id, followee_id, +1)
+                    await _add_event(conn, "followed", follower_id, followee_id, followers)
                 return added
         except psycopg.errors.ForeignKeyViolation as exc:
             missing = follower_id if exc.diag.constraint_name == _FOLLOWER_CONSTRAINT else followee_id
@@ -142,7 +144,8 @@ class GraphStorage:
             )
             removed = await cur.fetchone() is not None
             if removed:
-                await _add_event(conn, "unfollowed", follower_id, followee_id)
+                followers = await _count_edge(conn, follower_id, followee_id, -1)
+                await _add_event(conn, "unfollowed", follower_id, followee_id, followers)
             return removed
 
     async def list_followers(self, user_id: int, after: Keyset, limit: int) -> list[EdgeUser]:
@@ -159,7 +162,8 @@ class GraphStorage:
         async with self._read() as conn:
             cur = conn.cursor(row_factory=class_row(EdgeUser))
             await cur.execute(
-                "SELECT u.user_id, u.handle, u.display_name, u.created_at, f.created_at AS followed_at"
+                "SELECT u.user_id, u.handle, u.display_name, u.created_at, u.follower_count,"
+                " u.following_count, f.created_at AS followed_at"
                 f" FROM graph.follows f JOIN graph.users u ON u.user_id = f.{other}"
                 f" WHERE f.{this} = %s AND (f.created_at, f.{other}) < (%s, %s)"
                 f" ORDER BY f.created_at DESC, f.{other} DESC LIMIT %s",
@@ -178,6 +182,16 @@ class GraphStorage:
                 (followee_id, *after, limit),
             )
             return await cur.fetchall()
+
+    async def followers_among(self, followee_id: int, candidate_ids: Sequence[int]) -> list[int]:
+        """The candidates who follow followee_id, ascending: one probe of the primary key each."""
+        async with self._read() as conn:
+            cur = await conn.execute(
+                "SELECT follower_id FROM graph.follows"
+                " WHERE follower_id = ANY(%s) AND followee_id = %s ORDER BY follower_id",
+                (list(candidate_ids), followee_id),
+            )
+            return [row[0] for row in await cur.fetchall()]
 
     async def followee_ids(self, follower_id: int) -> list[int]:
         async with self._read() as conn:
@@ -203,11 +217,43 @@ class GraphStorage:
         return row
 
 
-async def _add_event(conn: AsyncConnection[Any], event_type: str, follower_id: int, followee_id: int) -> None:
-    # Keyed by the follower: the home timeline the event changes.
+async def _count_edge(conn: AsyncConnection[Any], follower_id: int, followee_id: int, delta: int) -> int:
+    """Move both users' counts by delta; the followee's follower count after the change.
+
+    Both rows are locked in ID order first, so that A following B while B follows A cannot
+    deadlock. A celebrity's row is a hot spot: its follows serialise on it, one short update each.
+    """
+    await conn.execute(
+        "SELECT 1 FROM graph.users WHERE user_id IN (%s, %s) ORDER BY user_id FOR NO KEY UPDATE",
+        (follower_id, followee_id),
+    )
+    await conn.execute(
+        "UPDATE graph.users SET following_count = following_count + %s WHERE user_id = %s",
+        (delta, follower_id),
+    )
+    cur = await conn.execute(
+        "UPDATE graph.users SET follower_count = follower_count + %s WHERE user_id = %s"
+        " RETURNING follower_count",
+        (delta, followee_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _add_event(
+    conn: AsyncConnection[Any], event_type: str, follower_id: int, followee_id: int, followee_followers: int
+) -> None:
+    # Keyed by the follower: the home timeline the event changes. The followee's follower count
+    # after the change tells the workers when someone becomes, or stops being, a celebrity.
+    payload = {
+        "follower_id": follower_id,
+        "followee_id": followee_id,
+        "followee_follower_count": followee_followers,
+    }
     await conn.execute(
         "INSERT INTO graph.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
-        (event_type, follower_id, Jsonb({"follower_id": follower_id, "followee_id": followee_id})),
+        (event_type, follower_id, Jsonb(payload)),
     )
 
 

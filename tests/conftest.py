@@ -70,6 +70,11 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
         tweets_port=0,
         timeline_port=0,
         stream_poll_seconds=0.1,
+        # No metrics server unless a test asks; the fan-out workers notice a flushed Redis (their
+        # consumer group gone) within a short block, and take over a dead consumer's events soon.
+        metrics_port=None,
+        fanout_block_seconds=0.2,
+        fanout_claim_idle_seconds=1.0,
         shutdown_grace_seconds=0.5,
     ).with_changes(**changes)
 
@@ -91,7 +96,17 @@ def empty_tables(request: pytest.FixtureRequest) -> None:
     stack: Stack = request.getfixturevalue("stack")
     with redis.Redis.from_url(stack.redis_url) as client:
         client.flushdb()
-    url = request.getfixturevalue("database_url")
+    empty_database(request.getfixturevalue("database_url"))
+
+
+def empty_database(url: str) -> None:
+    """Truncate every table of the services' schemas.
+
+    The services' background tasks (the outbox relays) run on the test loop, which stands still
+    while a synchronous fixture runs: a transaction one of them left open until its next step
+    would hold TRUNCATE off forever. Such sessions (idle in transaction) are ended first; the
+    relay takes a new connection and retries.
+    """
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT format('%%I.%%I', table_schema, table_name) FROM information_schema.tables"
@@ -99,8 +114,21 @@ def empty_tables(request: pytest.FixtureRequest) -> None:
             " AND table_type = 'BASE TABLE'",
             (list(SCHEMAS),),
         ).fetchall()
-        if rows:
-            conn.execute("TRUNCATE " + ", ".join(r[0] for r in rows) + " RESTART IDENTITY CASCADE")
+        if not rows:
+            return
+        conn.execute("SET lock_timeout = '2s'")
+        for attempt in range(5):
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state LIKE 'idle in transaction%%'"
+            )
+            try:
+                conn.execute("TRUNCATE " + ", ".join(r[0] for r in rows) + " RESTART IDENTITY CASCADE")
+                return
+            except psycopg.errors.LockNotAvailable:
+                if attempt == 4:
+                    raise
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

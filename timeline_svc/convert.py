@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 
 from chirp.tweets.v1 import tweets_pb2
 from chirp.users.v1 import users_pb2
-from timeline_svc.models import Tweet, User
+from timeline_svc.models import Media, Tweet, User
 
 
 def user_from_proto(message: users_pb2.User) -> User:
@@ -41,6 +41,7 @@ def tweet_from_proto(message: tweets_pb2.Tweet) -> Tweet:
         reply_to_user_id=message.reply_to_user_id,
         conversation_id=message.conversation_id,
         author=user_from_proto(message.author) if message.HasField("author") else None,
+        media=tuple(media_from_proto(m) for m in message.media),
     )
 
 
@@ -56,6 +57,29 @@ def tweet_to_proto(tweet: Tweet) -> tweets_pb2.Tweet:
         reply_to_user_id=tweet.reply_to_user_id,
         conversation_id=tweet.conversation_id,
         author=user_to_proto(tweet.author) if tweet.author is not None else None,
+        media=[media_to_proto(m) for m in tweet.media],
+    )
+
+
+def media_from_proto(message: tweets_pb2.Media) -> Media:
+    return Media(
+        media_id=message.media_id,
+        url=message.url,
+        content_type=message.content_type,
+        size_bytes=message.size_bytes,
+        width=message.width,
+        height=message.height,
+    )
+
+
+def media_to_proto(media: Media) -> tweets_pb2.Media:
+    return tweets_pb2.Media(
+        media_id=media.media_id,
+        url=media.url,
+        content_type=media.content_type,
+        size_bytes=media.size_bytes,
+        width=media.width,
+        height=media.height,
     )
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from chirp_core.snowflake import NODE_BITS, SEQUENCE_BITS
+from chirp_core.tweet_cache import timeline_member
+
+_SCORE_SHIFT = NODE_BITS + SEQUENCE_BITS
+
 
 @dataclass(frozen=True)
 class User:
@@ -14,6 +19,18 @@ class User:
     handle: str
     display_name: str
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Media:
+    """An image or video of a tweet, as the tweets service describes it (url on the CDN)."""
+
+    media_id: int
+    url: str
+    content_type: str
+    size_bytes: int
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,7 @@ class Tweet:
     reply_to_user_id: int = 0
     conversation_id: int = 0
     author: User | None = None
+    media: tuple[Media, ...] = ()
 
     def with_author(self, author: User | None) -> Tweet:
         return replace(self, author=author)
@@ -41,3 +59,31 @@ class Page:
 
     tweets: list[Tweet]
     next_cursor: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A tweet as a timeline holds it."""
+
+    tweet_id: int
+    author_id: int
+    reply_to_user_id: int = 0
+
+    @property
+    def member(self) -> str:
+        return timeline_member(self.tweet_id, self.author_id, self.reply_to_user_id)
+
+    @property
+    def score(self) -> int:
+        """The tweet's millisecond: exact in a double (41 bits); ties sort by member, i.e. by ID."""
+        return self.tweet_id >> _SCORE_SHIFT
+
+    @classmethod
+    def of(cls, tweet: Tweet) -> Entry:
+        return cls(tweet.tweet_id, tweet.user_id, tweet.reply_to_user_id)
+
+    @classmethod
+    def parse(cls, member: bytes | str) -> Entry:
+        text = member.decode() if isinstance(member, bytes) else member
+        tweet_id, author_id, reply_to = text.split(":")
+        return cls(int(tweet_id), int(author_id), int(reply_to))

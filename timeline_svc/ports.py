@@ -6,10 +6,12 @@ ID bounds are exclusive and 0 means unbounded, as in ListTweetsByAuthors.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
-from timeline_svc.models import Tweet, User
+from timeline_svc.models import Entry, Tweet, User
 
 
 class UserDirectory(Protocol):
@@ -25,19 +27,77 @@ class UserDirectory(Protocol):
 class FollowGraph(Protocol):
     async def followee_ids(self, user_id: int) -> Collection[int]: ...
 
+    def follower_batches(self, user_id: int, batch_size: int) -> AsyncIterator[list[int]]:
+        """Every follower of user_id, in batches; none for an unknown user."""
+        ...
+
+    async def followers_among(self, user_id: int, candidate_ids: Collection[int]) -> set[int]:
+        """The candidates who follow user_id, in one round trip."""
+        ...
+
+    async def follower_count(self, user_id: int) -> int | None:
+        """How many follow user_id; None for an unknown user."""
+        ...
+
 
 class TweetStore(Protocol):
     async def tweets_by_authors(
-        self, author_ids: Collection[int], *, max_id: int, min_id: int, limit: int
+        self, author_ids: Collection[int], *, max_id: int, min_id: int, limit: int, home_user_id: int = 0
     ) -> Sequence[Tweet]:
-        """Live tweets of the authors with min_id < tweet_id < max_id, newest first, at most `limit`."""
+        """Live tweets of the authors with min_id < tweet_id < max_id, newest first, at most `limit`.
+        With home_user_id, replies follow the home timeline's rule (ListTweetsByAuthors)."""
+        ...
+
+    async def tweets_by_ids(self, tweet_ids: Collection[int]) -> Sequence[Tweet]:
+        """The live tweets among tweet_ids (at most 1,000), in one round trip."""
         ...
 
 
 class HomeTimelineSource(Protocol):
-    """Where home timelines are read from: pulled from the other services now, a Redis
-    fan-out store later. Tweets come without `author`; the caller hydrates them."""
+    """Where home timelines are read from: pulled from the other services (timeline_svc.pull) or
+    the Redis fan-out store (timeline_svc.home). Tweets may come without `author`; the caller
+    hydrates those."""
 
     async def home_tweets(self, user_id: int, *, max_id: int, min_id: int, limit: int) -> Sequence[Tweet]:
         """The home timeline's tweets with min_id < tweet_id < max_id, newest first, at most `limit`."""
+        ...
+
+
+class LiveUnavailable(Exception):
+    """Pub/sub failed (Redis unreachable): the stream polls the pull path meanwhile."""
+
+
+@dataclass(frozen=True)
+class LiveBatch:
+    """What came on a live subscription: tweets in their order of arrival, and whether the
+    reader's follows changed. Empty when it was quiet for a while."""
+
+    entries: list[Entry]
+    follows_changed: bool = False
+
+
+class Subscription(Protocol):
+    def from_celebrity(self, entry: Entry) -> bool:
+        """Whether the entry came on a celebrity's channel (not pushed, so not yet filtered)."""
+        ...
+
+    async def next(self, quiet_after: float) -> LiveBatch: ...
+
+
+class LiveTimelines(Protocol):
+    """Pub/sub for the live stream (timeline_svc.live.LiveFeed). Every method may raise
+    LiveUnavailable."""
+
+    def subscribe(self, reader: int) -> AbstractAsyncContextManager[Subscription]: ...
+
+    async def touch(self, reader: int) -> bool:
+        """Keep the reader's timeline warm; False when it is cold."""
+        ...
+
+    async def reply_allowed(self, reader: int, entry: Entry) -> bool: ...
+
+
+class Hydrator(Protocol):
+    async def hydrate_ids(self, ids: Sequence[int]) -> dict[int, Tweet]:
+        """The live tweets among ids, with their authors."""
         ...

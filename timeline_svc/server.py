@@ -1,43 +1,118 @@
-"""Composition root of the timeline service."""
+"""Composition root of the timeline service: the pull path, and in the push and hybrid modes the
+Redis store, the tweet cache, the live feed and the fan-out workers."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
+from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer, start_server
+from chirp_core.metrics import Metrics
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
+from timeline_svc.cache import TweetCache
+from timeline_svc.fanout import FanoutApplier, FanoutWorkers
+from timeline_svc.home import Builder, FanoutHomeTimeline
+from timeline_svc.live import LiveFeed
+from timeline_svc.ports import HomeTimelineSource
 from timeline_svc.pull import PullTimeline
 from timeline_svc.service import TimelineService
 from timeline_svc.servicer import TimelineServicer
+from timeline_svc.store import TimelineStore
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore, GrpcUserDirectory
 
+log = logging.getLogger("chirp.timeline")
 
-async def start(settings: Settings, port: int) -> RunningServer:
+
+async def start(settings: Settings, port: int, *, metrics: Metrics | None = None) -> RunningServer:
+    metrics = metrics or Metrics()
     timeout = settings.default_rpc_timeout_seconds
     graph_channel = downstream_channel(settings.graph_target, timeout)
     tweets_channel = downstream_channel(settings.tweets_target, timeout)
+    graph = GrpcFollowGraph(graph_channel)
     tweets = GrpcTweetStore(tweets_channel)
+    users = GrpcUserDirectory(graph_channel)
+    pull = PullTimeline(graph, tweets)
+    closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def close_channels() -> None:
+        await graph_channel.close(None)
+        await tweets_channel.close(None)
+
+    closers.append(close_channels)
+    mode = settings.timeline_mode
+    if mode != "pull" and not settings.redis_url:
+        log.warning("timeline mode %s needs CHIRP_REDIS_URL; pulling instead", mode)
+        mode = "pull"
+    source: HomeTimelineSource = pull
+    live: LiveFeed | None = None
+    cache: TweetCache | None = None
+    if mode != "pull":
+        assert settings.redis_url
+        client = open_redis(settings.redis_url)
+        # Blocking reads (XREADGROUP BLOCK, pub/sub) need a longer read timeout than requests.
+        blocking = open_redis(settings.redis_url, read_timeout=settings.fanout_block_seconds + 5.0)
+        closers += [client.aclose, blocking.aclose]
+        hybrid = mode == "hybrid"
+        store = TimelineStore(
+            client,
+            namespace=settings.timeline_namespace,
+            cap=settings.timeline_size,
+            ttl_seconds=max(1, int(settings.timeline_warm_days * 86400)),
+        )
+        builder = Builder(store, graph, tweets)
+        cache = TweetCache(client, tweets, users, ttl_seconds=settings.tweet_cache_seconds, metrics=metrics)
+        source = FanoutHomeTimeline(
+            store, builder, cache, pull, tweets, merge_celebrities=hybrid, metrics=metrics
+        )
+        live = LiveFeed(blocking, store, celebrities=hybrid)
+        if settings.fanout_workers:
+            applier = FanoutApplier(
+                store,
+                builder,
+                cache,
+                graph,
+                threshold=settings.celebrity_threshold if hybrid else None,
+                batch_size=settings.fanout_batch_size,
+                metrics=metrics,
+            )
+            workers = FanoutWorkers(
+                blocking,
+                applier,
+                stream=settings.events_stream,
+                group=settings.timeline_namespace,
+                consumers=settings.fanout_workers,
+                block_seconds=settings.fanout_block_seconds,
+                claim_idle_seconds=settings.fanout_claim_idle_seconds,
+            )
+            workers.start()
+            closers.append(workers.stop)
     service = TimelineService(
-        PullTimeline(GrpcFollowGraph(graph_channel), tweets),
-        GrpcUserDirectory(graph_channel),
+        source,
+        users,
         tweets,
         poll_seconds=settings.stream_poll_seconds,
+        pull=pull,
+        live=live,
+        hydrator=cache,
+        metrics=metrics,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
         timeline_pb2_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(service), server)
         return [timeline_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name]
 
-    async def close_channels() -> None:
-        await graph_channel.close(None)
-        await tweets_channel.close(None)
-
     try:
         running = await start_server("timeline", f"{settings.host}:{port}", register)
     except BaseException:
-        await close_channels()
+        for close in reversed(closers):
+            await close()
         raise
-    running.on_stop.append(close_channels)
+    running.metrics = metrics
+    running.on_stop.extend(closers)
+    log.info("timeline mode %s, %d fan-out workers", mode, settings.fanout_workers if mode != "pull" else 0)
     return running

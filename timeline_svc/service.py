@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from chirp_core.errors import InvalidArgument, NotFound, require_caller
+from chirp_core.metrics import Metrics
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import lowest_id_at, timestamp_of
 from timeline_svc.models import Page, Tweet
-from timeline_svc.ports import HomeTimelineSource, TweetStore, UserDirectory
+from timeline_svc.ports import (
+    HomeTimelineSource,
+    Hydrator,
+    LiveTimelines,
+    LiveUnavailable,
+    TweetStore,
+    UserDirectory,
+)
+
+log = logging.getLogger("chirp.timeline")
 
 HOME_CURSOR = "home"
 USER_CURSOR = "user"
@@ -22,6 +34,11 @@ POLL_LIMIT = 1000
 # older one becomes visible. Each poll therefore looks back this far behind the newest tweet
 # yielded, and skips what it already yielded.
 STREAM_LOOKBACK = timedelta(seconds=2)
+# How long a live stream may be silent before it refreshes its reader's warm TTL.
+STREAM_TOUCH_SECONDS = 30.0
+# While Redis is down the stream polls the pull path this many times, then tries pub/sub again.
+PUBSUB_RETRY_POLLS = 10
+SEEN_KEPT = 1024
 
 
 def _utc_now() -> datetime:
@@ -36,13 +53,21 @@ class TimelineService:
         tweets: TweetStore,
         *,
         poll_seconds: float,
+        pull: HomeTimelineSource | None = None,
+        live: LiveTimelines | None = None,
+        hydrator: Hydrator | None = None,
+        metrics: Metrics | None = None,
         now: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._source = source
+        self._pull = pull or source
         self._users = users
         self._tweets = tweets
         self._poll_seconds = poll_seconds
+        self._live = live
+        self._hydrator = hydrator
+        self._metrics = metrics or Metrics()
         self._now = now
         self._sleep = sleep
 
@@ -76,43 +101,106 @@ class TimelineService:
         if since_id < 0:
             raise InvalidArgument("since_id", f"must not be negative (got {since_id})")
         if since_id > 0:
-            backlog = await self._source.home_tweets(user_id, max_id=0, min_id=since_id, limit=STREAM_BACKLOG)
+            # From PostgreSQL: exact, where the Redis timeline may lag the workers by a moment,
+            # and then the replay would come out of order. It also warms the timeline.
+            backlog = await self._pull.home_tweets(user_id, max_id=0, min_id=since_id, limit=STREAM_BACKLOG)
+            await self._source.home_tweets(user_id, max_id=0, min_id=0, limit=1)
             # When more were missed than are replayed, the skipped older ones must stay skipped.
             start = since_id if len(backlog) < STREAM_BACKLOG else min(t.tweet_id for t in backlog) - 1
-            return self._follow(user_id, _SeenWindow(start, STREAM_LOOKBACK), backlog)
+            return self._stream(user_id, _SeenWindow(start, STREAM_LOOKBACK), backlog)
+        # This read also warms the reader's timeline, so the workers publish to it from now on.
         newest = await self._source.home_tweets(user_id, max_id=0, min_id=0, limit=1)
         # "Now" by the clock as well as by the newest tweet, so that someone followed during
         # the stream does not have their older tweets replayed.
         start = max([lowest_id_at(self._now()) - 1, *(t.tweet_id for t in newest)])
-        return self._follow(user_id, _SeenWindow(start, STREAM_LOOKBACK), [])
+        return self._stream(user_id, _SeenWindow(start, STREAM_LOOKBACK), [])
 
-    async def _follow(
+    async def _stream(
         self, user_id: int, window: _SeenWindow, pending: Sequence[Tweet]
     ) -> AsyncIterator[Tweet]:
+        for tweet in await self._hydrate(window.admit(pending)):
+            yield tweet
         while True:
-            for tweet in await self._hydrate(window.admit(pending)):
+            if self._live is not None:
+                try:
+                    async for tweet in self._push_stream(user_id, window):
+                        yield tweet
+                except LiveUnavailable as exc:
+                    log.warning("live stream of %d: %s; polling PostgreSQL", user_id, exc)
+            async for tweet in self._poll(user_id, window, PUBSUB_RETRY_POLLS if self._live else None):
                 yield tweet
-            await self._sleep(self._poll_seconds)
-            pending = await self._source.home_tweets(
-                user_id, max_id=0, min_id=window.floor(), limit=POLL_LIMIT
-            )
+
+    async def _push_stream(self, user_id: int, window: _SeenWindow) -> AsyncIterator[Tweet]:
+        """Tweets as the workers announce them. Each (re)subscription is followed by a read of
+        the timeline above the window, so nothing announced before it was listening is missed."""
+        assert self._live is not None and self._hydrator is not None
+        gauge = self._metrics.stream_subscribers.labels("pubsub")
+        gauge.inc()
+        try:
+            async with self._live.subscribe(user_id) as subscription:
+                catch_up = True
+                while True:
+                    if catch_up:
+                        pending = await self._source.home_tweets(
+                            user_id, max_id=0, min_id=window.floor(), limit=POLL_LIMIT
+                        )
+                        for tweet in await self._hydrate(window.admit(pending)):
+                            yield tweet
+                    batch = await subscription.next(STREAM_TOUCH_SECONDS)
+                    catch_up = batch.follows_changed
+                    if not batch.entries and not batch.follows_changed:
+                        # Quiet: keep the timeline warm; a cold one (flushed) is rebuilt by a read.
+                        catch_up = not await self._live.touch(user_id)
+                        continue
+                    allowed = [
+                        e.tweet_id
+                        for e in batch.entries
+                        if not subscription.from_celebrity(e) or await self._live.reply_allowed(user_id, e)
+                    ]
+                    tweets = await self._hydrator.hydrate_ids(allowed)
+                    for tweet in window.admit(tweets.values()):
+                        yield tweet
+        finally:
+            gauge.dec()
+
+    async def _poll(self, user_id: int, window: _SeenWindow, rounds: int | None) -> AsyncIterator[Tweet]:
+        """Poll the pull path: the pull mode, or while Redis is down (`rounds` polls, then the
+        caller tries pub/sub again)."""
+        gauge = self._metrics.stream_subscribers.labels("poll")
+        gauge.inc()
+        try:
+            done = 0
+            while rounds is None or done < rounds:
+                done += 1
+                await self._sleep(self._poll_seconds)
+                pending = await self._pull.home_tweets(
+                    user_id, max_id=0, min_id=window.floor(), limit=POLL_LIMIT
+                )
+                for tweet in await self._hydrate(window.admit(pending)):
+                    yield tweet
+        finally:
+            gauge.dec()
 
     async def _hydrate(self, tweets: Sequence[Tweet]) -> list[Tweet]:
-        if not tweets:
-            return []
-        authors = await self._users.get_users({t.user_id for t in tweets})
-        return [t.with_author(authors.get(t.user_id)) for t in tweets]
+        """Fill in the authors the source did not (tweets from the tweet cache have theirs)."""
+        missing = {t.user_id for t in tweets if t.author is None}
+        if not missing:
+            return list(tweets)
+        authors = await self._users.get_users(missing)
+        return [t if t.author is not None else t.with_author(authors.get(t.user_id)) for t in tweets]
 
 
 class _SeenWindow:
     """Where a stream stands: tweets at or below `start` are never yielded, and the IDs yielded
-    within the lookback are remembered so that overlapping polls yield each tweet once."""
+    within the lookback (and the last SEEN_KEPT ones, which pub/sub may announce late or twice)
+    are remembered so that each tweet is yielded once."""
 
     def __init__(self, start: int, lookback: timedelta) -> None:
         self._start = start
         self._newest = start
         self._lookback = lookback
         self._seen: set[int] = set()
+        self._recent: deque[int] = deque(maxlen=SEEN_KEPT)
 
     def floor(self) -> int:
         """The exclusive lower bound of the next poll."""
@@ -125,9 +213,11 @@ class _SeenWindow:
         ordered = [fresh[tweet_id] for tweet_id in sorted(fresh)]
         if ordered:
             self._seen.update(fresh)
+            self._recent.extend(fresh)
             self._newest = max(self._newest, ordered[-1].tweet_id)
             floor = self.floor()
             self._seen = {tweet_id for tweet_id in self._seen if tweet_id > floor}
+            self._seen.update(self._recent)
         return ordered
 
 

@@ -6,7 +6,7 @@ interceptor hands their code (UNAVAILABLE, DEADLINE_EXCEEDED, ...) on to our cal
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 import grpc
 
@@ -40,10 +40,34 @@ class GrpcUserDirectory:
 class GrpcFollowGraph:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = graph_pb2_grpc.GraphServiceStub(channel)
+        self._users = users_pb2_grpc.UserServiceStub(channel)
 
     async def followee_ids(self, user_id: int) -> Collection[int]:
         reply = await self._stub.ListFolloweeIds(graph_pb2.ListFolloweeIdsRequest(user_id=user_id))
         return list(reply.user_ids)
+
+    async def follower_batches(self, user_id: int, batch_size: int) -> AsyncIterator[list[int]]:
+        request = graph_pb2.StreamFollowerIdsRequest(user_id=user_id, batch_size=batch_size)
+        try:
+            async for reply in self._stub.StreamFollowerIds(request):
+                yield list(reply.follower_ids)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
+    async def followers_among(self, user_id: int, candidate_ids: Collection[int]) -> set[int]:
+        request = graph_pb2.FilterFollowersRequest(user_id=user_id, candidate_ids=sorted(candidate_ids))
+        reply = await self._stub.FilterFollowers(request)
+        return set(reply.follower_ids)
+
+    async def follower_count(self, user_id: int) -> int | None:
+        try:
+            reply = await self._users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return reply.user.follower_count
 
 
 class GrpcTweetStore:
@@ -51,10 +75,20 @@ class GrpcTweetStore:
         self._stub = tweets_pb2_grpc.TweetServiceStub(channel)
 
     async def tweets_by_authors(
-        self, author_ids: Collection[int], *, max_id: int, min_id: int, limit: int
+        self, author_ids: Collection[int], *, max_id: int, min_id: int, limit: int, home_user_id: int = 0
     ) -> Sequence[Tweet]:
         request = tweets_pb2.ListTweetsByAuthorsRequest(
-            author_ids=sorted(author_ids), max_id=max_id, min_id=min_id, limit=limit
+            author_ids=sorted(author_ids),
+            max_id=max_id,
+            min_id=min_id,
+            limit=limit,
+            home_user_id=home_user_id,
         )
         reply = await self._stub.ListTweetsByAuthors(request)
+        return [tweet_from_proto(tweet) for tweet in reply.tweets]
+
+    async def tweets_by_ids(self, tweet_ids: Collection[int]) -> Sequence[Tweet]:
+        if not tweet_ids:
+            return []
+        reply = await self._stub.BatchGetTweets(tweets_pb2.BatchGetTweetsRequest(tweet_ids=sorted(tweet_ids)))
         return [tweet_from_proto(tweet) for tweet in reply.tweets]

@@ -7,6 +7,42 @@ from datetime import datetime
 
 
 @dataclass(frozen=True)
+class Media:
+    """An image or video bound to a tweet. width and height are 0 for a video."""
+
+    media_id: int
+    object_key: str
+    content_type: str
+    size_bytes: int
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """An upload as granted: `pending` until bound to `tweet_id`, then `attached` for good."""
+
+    media_id: int
+    user_id: int
+    object_key: str
+    content_type: str
+    size_bytes: int
+    state: str
+    tweet_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MediaDeletion:
+    """An object the media janitor is to delete from the store."""
+
+    id: int
+    media_id: int
+    object_key: str
+    attempts: int
+
+
+@dataclass(frozen=True)
 class Tweet:
     """A live tweet at its latest version. reply_to / reply_to_user_id are None for a new conversation."""
 
@@ -19,6 +55,8 @@ class Tweet:
     version: int
     created_at: datetime
     edited_at: datetime | None
+    # In display order; loaded separately from the tweet's row (tweets_svc.media_storage).
+    media: tuple[Media, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chirp_core.errors import (
     FailedPrecondition,
@@ -16,7 +17,8 @@ from chirp_core.errors import (
 )
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import SnowflakeGenerator, timestamp_of
-from tweets_svc.models import Tweet, TweetVersion
+from tweets_svc.media import MediaService, check_media_ids
+from tweets_svc.models import Media, Tweet, TweetVersion
 
 if TYPE_CHECKING:
     from tweets_svc.storage import TweetStorage
@@ -30,6 +32,25 @@ MAX_AUTHORS_LIMIT = 1_000
 _REPLIES_CURSOR = "replies"
 
 
+class TweetSignals(Protocol):
+    """What the timelines' Redis is told right after a commit, best effort (the outbox events
+    follow): chirp_core.tweet_cache.RedisTweetSignals."""
+
+    async def posted(self, tweet_id: int, author_id: int, reply_to_user_id: int) -> None: ...
+
+    async def changed(self, tweet_id: int) -> None: ...
+
+
+class NoSignals:
+    """For a tweets service without Redis."""
+
+    async def posted(self, tweet_id: int, author_id: int, reply_to_user_id: int) -> None:
+        return None
+
+    async def changed(self, tweet_id: int) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class RepliesPage:
     tweets: list[Tweet]
@@ -37,26 +58,42 @@ class RepliesPage:
 
 
 class TweetService:
-    def __init__(self, storage: TweetStorage, ids: SnowflakeGenerator) -> None:
+    def __init__(
+        self,
+        storage: TweetStorage,
+        ids: SnowflakeGenerator,
+        signals: TweetSignals | None = None,
+        media: MediaService | None = None,
+    ) -> None:
         self._storage = storage
         self._ids = ids
+        self._signals = signals or NoSignals()
+        self._media = media
 
     async def create_tweet(
-        self, caller: int | None, user_id: int, content: str, reply_to: int, idempotency_key: str
+        self,
+        caller: int | None,
+        user_id: int,
+        content: str,
+        reply_to: int,
+        idempotency_key: str,
+        media_ids: Sequence[int] = (),
     ) -> Tweet:
-        """A new tweet, or the one this author already created with idempotency_key."""
+        """A new tweet, or the one this author already created with idempotency_key. With
+        media_ids, the caller's uploads are checked and bound to it (tweets_svc.media)."""
         if caller is None:
             raise Unauthenticated()
         _check_positive(user_id, "user_id")
         require_caller(caller, user_id, "user_id")
-        _check_content(content)
+        _check_content(content, allow_empty=bool(media_ids))
         if reply_to < 0:
             raise InvalidArgument("reply_to", f"must be a tweet ID or 0 (got {reply_to})")
         key = _idempotency_key(idempotency_key)
+        wanted = check_media_ids(media_ids)
         if key is not None:
             prior = await self._replay(user_id, key, content, reply_to)
             if prior is not None:
-                return prior
+                return _same_media(prior, wanted)
 
         parent = None
         if reply_to:
@@ -64,6 +101,7 @@ class TweetService:
             parent = await self._storage.get_tweet(reply_to)
             if parent is None:
                 raise NotFound("tweet", reply_to)
+        media = await self._prepare_media(user_id, wanted)
         tweet_id = self._ids.next_id()
         tweet = Tweet(
             tweet_id=tweet_id,
@@ -76,14 +114,23 @@ class TweetService:
             # The ID's own time: ordering by ID and by created_at always agree.
             created_at=timestamp_of(tweet_id),
             edited_at=None,
+            media=media,
         )
         if await self._storage.insert_tweet(tweet, key):
+            await self._signals.posted(tweet.tweet_id, user_id, tweet.reply_to_user_id or 0)
             return tweet
         assert key is not None  # only a key conflict makes the insert write nothing
         prior = await self._replay(user_id, key, content, reply_to)
         if prior is None:
             raise Unavailable("the tweet could not be created, retry", reason="CREATE_CONFLICT")
-        return prior
+        return _same_media(prior, wanted)
+
+    async def _prepare_media(self, user_id: int, media_ids: list[int]) -> tuple[Media, ...]:
+        if not media_ids:
+            return ()
+        if self._media is None:
+            raise Unavailable("media are not available on this server", reason="MEDIA_UNAVAILABLE")
+        return await self._media.prepare(user_id, media_ids)
 
     async def _replay(self, user_id: int, key: str, content: str, reply_to: int) -> Tweet | None:
         """The tweet already created with this key (at its latest version); None when the key is new."""
@@ -120,6 +167,7 @@ class TweetService:
         edited = await self._storage.edit_tweet(tweet_id, content)
         if edited is None:
             raise NotFound("tweet", tweet_id)
+        await self._signals.changed(tweet_id)
         return edited
 
     async def delete_tweet(self, caller: int | None, tweet_id: int) -> None:
@@ -129,6 +177,7 @@ class TweetService:
         await self._authored(caller, tweet_id)
         if not await self._storage.delete_tweet(tweet_id):
             raise NotFound("tweet", tweet_id)
+        await self._signals.changed(tweet_id)
 
     async def list_replies(self, tweet_id: int, limit: int, cursor: str) -> RepliesPage:
         """Live direct replies, oldest first.
@@ -165,14 +214,19 @@ class TweetService:
         return await self._storage.get_tweets(sorted(wanted)) if wanted else []
 
     async def list_by_authors(
-        self, author_ids: list[int], max_id: int, min_id: int, limit: int
+        self, author_ids: list[int], max_id: int, min_id: int, limit: int, home_user_id: int = 0
     ) -> list[Tweet]:
-        """Live tweets of the authors with min_id < tweet_id < max_id (0 = no bound), newest first."""
+        """Live tweets of the authors with min_id < tweet_id < max_id (0 = no bound), newest first.
+
+        With home_user_id (the reader of a home timeline), a reply by another user appears only
+        when the reader follows the user it answers: when that user is one of the authors (the
+        reader's followees and themself), the reply's own author, or the reader.
+        """
         if not author_ids:
             raise InvalidArgument("author_ids", "must name at least one author")
         if len(author_ids) > MAX_AUTHORS:
             raise InvalidArgument("author_ids", f"at most {MAX_AUTHORS} authors (got {len(author_ids)})")
-        for value, field in ((max_id, "max_id"), (min_id, "min_id")):
+        for value, field in ((max_id, "max_id"), (min_id, "min_id"), (home_user_id, "home_user_id")):
             if value < 0:
                 raise InvalidArgument(field, f"must not be negative (got {value})")
         if limit < 0:
@@ -181,7 +235,9 @@ class TweetService:
         authors = sorted({a for a in author_ids if a > 0})
         if not authors:
             return []
-        return await self._storage.list_by_authors(authors, max_id or None, min_id or None, size)
+        return await self._storage.list_by_authors(
+            authors, max_id or None, min_id or None, size, home_user_id or None
+        )
 
     async def _live(self, tweet_id: int) -> Tweet:
         tweet = await self._storage.get_tweet(tweet_id)
@@ -201,14 +257,25 @@ def _check_positive(value: int, field: str) -> None:
         raise InvalidArgument(field, f"must be a positive ID (got {value})")
 
 
-def _check_content(content: str) -> None:
-    """1 to 280 code points, taken as sent (no trimming)."""
-    if not content:
+def _check_content(content: str, *, allow_empty: bool = False) -> None:
+    """1 to 280 code points (0 to 280 for a tweet with media), taken as sent (no trimming)."""
+    if not content and not allow_empty:
         raise InvalidArgument("content", "must not be empty")
     if len(content) > MAX_CONTENT:
         raise InvalidArgument("content", f"at most {MAX_CONTENT} characters (got {len(content)})")
     if "\x00" in content:
         raise InvalidArgument("content", "must not contain NUL characters")
+
+
+def _same_media(prior: Tweet, media_ids: list[int]) -> Tweet:
+    """The tweet an idempotent retry returns, if the retry names the same media."""
+    if [m.media_id for m in prior.media] != media_ids:
+        raise FailedPrecondition(
+            "idempotency_key: already used for a different tweet",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"tweet_id": str(prior.tweet_id)},
+        )
+    return prior
 
 
 def _idempotency_key(key: str) -> str | None:

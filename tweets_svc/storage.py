@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.errors import Unavailable
+from tweets_svc.media_storage import bind_media, release_media, with_media
 from tweets_svc.models import PriorCreate, Tweet, TweetVersion
 
 _COLUMNS = (
@@ -53,7 +54,8 @@ class TweetStorage:
                 f"SELECT {_COLUMNS} FROM tweets.tweets WHERE tweet_id = %s AND deleted_at IS NULL",
                 (tweet_id,),
             )
-            return await cur.fetchone()
+            tweet = await cur.fetchone()
+            return None if tweet is None else (await with_media(conn, [tweet]))[0]
 
     async def tweet_exists(self, tweet_id: int) -> bool:
         """Whether the ID was ever a tweet, deleted or not."""
@@ -83,8 +85,8 @@ class TweetStorage:
         try:
             async with self._write() as conn:
                 await conn.execute(
-                    f"INSERT INTO tweets.tweets ({_COLUMNS}, idempotency_key)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    f"INSERT INTO tweets.tweets ({_COLUMNS}, idempotency_key, has_media)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         tweet.tweet_id,
                         tweet.user_id,
@@ -96,6 +98,7 @@ class TweetStorage:
                         tweet.created_at,
                         tweet.edited_at,
                         idempotency_key,
+                        bool(tweet.media),
                     ),
                 )
                 await conn.execute(
@@ -104,6 +107,7 @@ class TweetStorage:
                     (tweet.tweet_id, tweet.version, tweet.content, tweet.created_at),
                 )
                 await _add_event(conn, "tweet_created", tweet)
+                await bind_media(conn, tweet)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == _IDEMPOTENCY_INDEX:
                 return False
@@ -128,7 +132,7 @@ class TweetStorage:
                 (tweet.tweet_id, tweet.version, tweet.content, tweet.edited_at),
             )
             await _add_event(conn, "tweet_edited", tweet)
-            return tweet
+            return (await with_media(conn, [tweet]))[0]
 
     async def delete_tweet(self, tweet_id: int) -> bool:
         """Blank the tweet, drop its history, record tweet_deleted; False when it is not live."""
@@ -144,6 +148,7 @@ class TweetStorage:
                 return False
             await conn.execute("DELETE FROM tweets.tweet_versions WHERE tweet_id = %s", (tweet_id,))
             await _add_event(conn, "tweet_deleted", tweet)
+            await release_media(conn, tweet_id)
             return True
 
     async def list_versions(self, tweet_id: int) -> list[TweetVersion]:
@@ -168,7 +173,7 @@ class TweetStorage:
                 " ORDER BY tweet_id LIMIT %s",
                 (tweet_id, after_id, limit),
             )
-            return await cur.fetchall()
+            return await with_media(conn, await cur.fetchall())
 
     async def get_tweets(self, tweet_ids: Sequence[int]) -> list[Tweet]:
         """The live tweets among tweet_ids, newest first."""
@@ -179,12 +184,22 @@ class TweetStorage:
                 " WHERE tweet_id = ANY(%s) AND deleted_at IS NULL ORDER BY tweet_id DESC",
                 (list(tweet_ids),),
             )
-            return await cur.fetchall()
+            return await with_media(conn, await cur.fetchall())
 
     async def list_by_authors(
-        self, author_ids: Sequence[int], max_id: int | None, min_id: int | None, limit: int
+        self,
+        author_ids: Sequence[int],
+        max_id: int | None,
+        min_id: int | None,
+        limit: int,
+        home_user_id: int | None = None,
     ) -> list[Tweet]:
-        """The newest live tweets of the authors with min_id < tweet_id < max_id, newest first."""
+        """The newest live tweets of the authors with min_id < tweet_id < max_id, newest first.
+
+        With home_user_id, replies by others answering someone who is neither their own author,
+        home_user_id nor one of the authors are left out, inside each author's probe so that a
+        page stays full.
+        """
         # One bounded index-only probe per author of tweets_by_author (at most `limit` entries
         # each), then the rows of the `limit` newest only: the cost follows the number of
         # authors and the page, not how many tweets the authors ever wrote.
@@ -197,6 +212,9 @@ class TweetStorage:
                 "  SELECT t.tweet_id FROM tweets.tweets t"
                 "  WHERE t.user_id = author.user_id AND t.deleted_at IS NULL"
                 "  AND t.tweet_id < %(max_id)s AND t.tweet_id > %(min_id)s"
+                "  AND (%(home)s::bigint IS NULL OR t.user_id = %(home)s OR t.reply_to_user_id IS NULL"
+                "   OR t.reply_to_user_id = t.user_id OR t.reply_to_user_id = %(home)s"
+                "   OR t.reply_to_user_id = ANY(%(authors)s::bigint[]))"
                 "  ORDER BY t.tweet_id DESC LIMIT %(limit)s"
                 " ) recent"
                 " ORDER BY recent.tweet_id DESC LIMIT %(limit)s)"
@@ -207,9 +225,10 @@ class TweetStorage:
                     "max_id": _NO_MAX_ID if max_id is None else max_id,
                     "min_id": 0 if min_id is None else min_id,
                     "limit": limit,
+                    "home": home_user_id,
                 },
             )
-            return await cur.fetchall()
+            return await with_media(conn, await cur.fetchall())
 
 
 async def _add_event(conn: AsyncConnection[Any], event_type: str, tweet: Tweet) -> None:

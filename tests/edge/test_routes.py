@@ -59,6 +59,7 @@ CONTRACT = {
     ("DELETE", "/tweets/{tweet_id}", "/chirp.tweets.v1.TweetService/DeleteTweet"),
     ("GET", "/tweets/{tweet_id}/replies", "/chirp.tweets.v1.TweetService/ListReplies"),
     ("GET", "/tweets/{tweet_id}/versions", "/chirp.tweets.v1.TweetService/ListTweetVersions"),
+    ("POST", "/media", "/chirp.tweets.v1.TweetService/CreateMediaUpload"),
     ("GET", "/timeline", "/chirp.timeline.v1.TimelineService/GetHomeTimeline"),
     ("GET", "/users/{user_id}/tweets", "/chirp.timeline.v1.TimelineService/GetUserTimeline"),
     ("GET", "/timeline/stream", "/chirp.timeline.v1.TimelineService/StreamHomeTimeline"),

@@ -42,6 +42,13 @@ async def list_all(api: Api, rpc: str, user_id: int, limit: int) -> tuple[list[u
     raise AssertionError(f"no last page after {MAX_PAGES} pages: {sizes}")
 
 
+def with_counts(user: users_pb2.User, *, followers: int, following: int) -> users_pb2.User:
+    counted = users_pb2.User()
+    counted.CopyFrom(user)
+    counted.follower_count, counted.following_count = followers, following
+    return counted
+
+
 async def star_and_fans(api: Api, count: int) -> tuple[users_pb2.User, list[users_pb2.User]]:
     """A star followed by `count` fans and following them back, edges made in the fans' order."""
     star, *fans = await asyncio.gather(*(api.new_user() for _ in range(count + 1)))
@@ -58,7 +65,9 @@ async def test_pages_run_newest_edge_first_without_gaps_or_duplicates(api: Api, 
     users, sizes = await list_all(api, rpc, star.user_id, limit=4)
 
     assert sizes == [4, 4, 1]
-    assert users == list(reversed(fans))
+    # Each fan follows the star and is followed back: one follower and one followee each.
+    expected = [with_counts(fan, followers=1, following=1) for fan in reversed(fans)]
+    assert users == expected
     default_page = await list_page(api, rpc, star.user_id, limit=0)
     assert (list(default_page.users), default_page.next_cursor) == (users, "")
 
@@ -96,7 +105,8 @@ async def test_listed_profiles_are_full(api: Api) -> None:
 
     fetched_bob = (await api.users.GetUser(users_pb2.GetUserRequest(user_id=bob.user_id))).user
     assert list(followers.users) == [fetched_bob]
-    assert list(following.users) == [alice]
+    assert fetched_bob.following_count == 1
+    assert list(following.users) == [with_counts(alice, followers=1, following=0)]
     assert followers.users[0].handle and followers.users[0].display_name
     assert followers.users[0].created_at.seconds > 0
 

@@ -9,7 +9,7 @@ import grpc
 from chirp.timeline.v1 import timeline_pb2
 from chirp_core.paging import encode_cursor
 from tests.support import Api, as_user, error_reason, rpc_error
-from tests.timeline.helpers import follow, home, ids, new_users, post
+from tests.timeline.helpers import eventually, follow, home, home_contents, ids, new_users, post
 
 
 async def test_pages_neither_repeat_nor_skip_while_new_tweets_arrive(api: Api) -> None:
@@ -29,8 +29,8 @@ async def test_pages_neither_repeat_nor_skip_while_new_tweets_arrive(api: Api) -
     assert third.next_cursor == ""
     seen = ids(first.tweets) + ids(second.tweets) + ids(third.tweets)
     assert seen == ids(reversed(posted))
-    fresh = await home(api, alice.user_id, limit=3)
-    assert [t.content for t in fresh.tweets] == ["newer 3", "newer 2", "newer 1"]
+    newest = ["newer 3", "newer 2", "newer 1"]
+    await eventually(lambda: home_contents(api, alice.user_id, limit=3), lambda seen: seen == newest)
 
 
 async def test_a_page_exactly_filling_the_timeline_is_the_last(api: Api) -> None:

@@ -368,3 +368,55 @@ class StreamFollowerIdsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamFollowerIdsResponse: _TypeAlias = StreamFollowerIdsResponse  # noqa: Y015
+
+@_typing.final
+class FilterFollowersRequest(_message.Message):
+    """FilterFollowersRequest names a followee and the users to check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CANDIDATE_IDS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The followee."""
+    @_builtins.property
+    def candidate_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The users to check, up to 50,000."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        candidate_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_ids", b"candidate_ids", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterFollowersRequest: _TypeAlias = FilterFollowersRequest  # noqa: Y015
+
+@_typing.final
+class FilterFollowersResponse(_message.Message):
+    """FilterFollowersResponse has the candidates who follow user_id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOWER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def follower_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The candidates following user_id, ascending, without duplicates."""
+
+    def __init__(
+        self,
+        *,
+        follower_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower_ids", b"follower_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterFollowersResponse: _TypeAlias = FilterFollowersResponse  # noqa: Y015

@@ -70,6 +70,11 @@ class GraphServiceStub:
                 request_serializer=chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsRequest.SerializeToString,
                 response_deserializer=chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsResponse.FromString,
                 _registered_method=True)
+        self.FilterFollowers = channel.unary_unary(
+                '/chirp.graph.v1.GraphService/FilterFollowers',
+                request_serializer=chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersRequest.SerializeToString,
+                response_deserializer=chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersResponse.FromString,
+                _registered_method=True)
 
 
 class GraphServiceServicer:
@@ -125,6 +130,14 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FilterFollowers(self, request, context):
+        """FilterFollowers returns the candidates who follow user_id. Internal: the fan-out of a reply
+        reaches only the followers of its author who also follow the author of the tweet replied to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GraphServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.StreamFollowerIds,
                     request_deserializer=chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsRequest.FromString,
                     response_serializer=chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsResponse.SerializeToString,
+            ),
+            'FilterFollowers': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterFollowers,
+                    request_deserializer=chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersRequest.FromString,
+                    response_serializer=chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +372,33 @@ class GraphService:
             '/chirp.graph.v1.GraphService/StreamFollowerIds',
             chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsRequest.SerializeToString,
             chirp_dot_graph_dot_v1_dot_graph__pb2.StreamFollowerIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterFollowers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chirp.graph.v1.GraphService/FilterFollowers',
+            chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersRequest.SerializeToString,
+            chirp_dot_graph_dot_v1_dot_graph__pb2.FilterFollowersResponse.FromString,
             options,
             channel_credentials,
             insecure,

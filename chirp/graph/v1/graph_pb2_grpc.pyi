@@ -47,6 +47,10 @@ class GraphServiceStub:
     """ListFolloweeIds returns every ID user_id follows. Internal: the pull timeline."""
     StreamFollowerIds: _grpc.UnaryStreamMultiCallable[_graph_pb2.StreamFollowerIdsRequest, _graph_pb2.StreamFollowerIdsResponse]
     """StreamFollowerIds yields every follower ID of user_id in large batches. Internal: fan-out."""
+    FilterFollowers: _grpc.UnaryUnaryMultiCallable[_graph_pb2.FilterFollowersRequest, _graph_pb2.FilterFollowersResponse]
+    """FilterFollowers returns the candidates who follow user_id. Internal: the fan-out of a reply
+    reaches only the followers of its author who also follow the author of the tweet replied to.
+    """
 
 @_typing.type_check_only
 class GraphServiceAsyncStub(GraphServiceStub):
@@ -67,6 +71,10 @@ class GraphServiceAsyncStub(GraphServiceStub):
     """ListFolloweeIds returns every ID user_id follows. Internal: the pull timeline."""
     StreamFollowerIds: _aio.UnaryStreamMultiCallable[_graph_pb2.StreamFollowerIdsRequest, _graph_pb2.StreamFollowerIdsResponse]  # type: ignore[assignment]
     """StreamFollowerIds yields every follower ID of user_id in large batches. Internal: fan-out."""
+    FilterFollowers: _aio.UnaryUnaryMultiCallable[_graph_pb2.FilterFollowersRequest, _graph_pb2.FilterFollowersResponse]  # type: ignore[assignment]
+    """FilterFollowers returns the candidates who follow user_id. Internal: the fan-out of a reply
+    reaches only the followers of its author who also follow the author of the tweet replied to.
+    """
 
 class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
     """GraphService owns the follow graph: directed edges from a follower to a followee."""
@@ -126,5 +134,15 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_graph_pb2.StreamFollowerIdsResponse], _abc.AsyncIterator[_graph_pb2.StreamFollowerIdsResponse]]:
         """StreamFollowerIds yields every follower ID of user_id in large batches. Internal: fan-out."""
+
+    @_abc_1.abstractmethod
+    def FilterFollowers(
+        self,
+        request: _graph_pb2.FilterFollowersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.FilterFollowersResponse, _abc.Awaitable[_graph_pb2.FilterFollowersResponse]]:
+        """FilterFollowers returns the candidates who follow user_id. Internal: the fan-out of a reply
+        reaches only the followers of its author who also follow the author of the tweet replied to.
+        """
 
 def add_GraphServiceServicer_to_server(servicer: GraphServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -36,12 +36,13 @@ class Tweet(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
     REPLY_TO_USER_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     tweet_id: _builtins.int
     """The tweet's ID: time-ordered (Snowflake style), so newer tweets have larger IDs."""
     user_id: _builtins.int
     """The author."""
     content: _builtins.str
-    """The text, 1 to 280 code points."""
+    """The text, up to 280 code points; empty only when the tweet has media."""
     reply_to: _builtins.int
     """The tweet this one replies to; 0 (absent in JSON) when it is not a reply."""
     conversation_id: _builtins.int
@@ -62,6 +63,10 @@ class Tweet(_message.Message):
     def author(self) -> _users_pb2.User:
         """The author's profile. Filled by the timeline service; absent from the tweet service."""
 
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[Global___Media]:
+        """The attached images or video, in the order given at creation; at most 4."""
+
     def __init__(
         self,
         *,
@@ -75,14 +80,57 @@ class Tweet(_message.Message):
         version: _builtins.int = ...,
         author: _users_pb2.User | None = ...,
         reply_to_user_id: _builtins.int = ...,
+        media: _abc.Iterable[Global___Media] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "created_at", b"created_at", "edited_at", b"edited_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "content", b"content", "conversation_id", b"conversation_id", "created_at", b"created_at", "edited_at", b"edited_at", "reply_to", b"reply_to", "reply_to_user_id", b"reply_to_user_id", "tweet_id", b"tweet_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "content", b"content", "conversation_id", b"conversation_id", "created_at", b"created_at", "edited_at", b"edited_at", "media", b"media", "reply_to", b"reply_to", "reply_to_user_id", b"reply_to_user_id", "tweet_id", b"tweet_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Tweet: _TypeAlias = Tweet  # noqa: Y015
+
+@_typing.final
+class Media(_message.Message):
+    """Media is an image or video attached to a tweet, served from the CDN."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.int
+    """The ID returned by CreateMediaUpload."""
+    url: _builtins.str
+    """Where to download it: the CDN base URL followed by the object's immutable key."""
+    content_type: _builtins.str
+    """One of image/jpeg, image/png, image/gif, image/webp, video/mp4."""
+    size_bytes: _builtins.int
+    """The object's size in bytes."""
+    width: _builtins.int
+    """The image width in pixels; 0 for a video."""
+    height: _builtins.int
+    """The image height in pixels; 0 for a video."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.int = ...,
+        url: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "height", b"height", "media_id", b"media_id", "size_bytes", b"size_bytes", "url", b"url", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Media: _TypeAlias = Media  # noqa: Y015
 
 @_typing.final
 class TweetVersion(_message.Message):
@@ -126,14 +174,21 @@ class CreateTweetRequest(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     REPLY_TO_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    MEDIA_IDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The author; must be the caller."""
     content: _builtins.str
-    """The text, 1 to 280 code points, taken as sent."""
+    """The text, 1 to 280 code points, taken as sent; 0 to 280 when media_ids is not empty."""
     reply_to: _builtins.int
     """The tweet replied to; 0 or absent for a new conversation."""
     idempotency_key: _builtins.str
     """Optional client-chosen key, up to 64 characters. The same author and key return the first tweet."""
+    @_builtins.property
+    def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Up to 4 uploaded media of the caller, not attached elsewhere, in display order. With media
+        the content may be empty.
+        """
+
     def __init__(
         self,
         *,
@@ -141,10 +196,11 @@ class CreateTweetRequest(_message.Message):
         content: _builtins.str = ...,
         reply_to: _builtins.int = ...,
         idempotency_key: _builtins.str = ...,
+        media_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "idempotency_key", b"idempotency_key", "reply_to", b"reply_to", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "idempotency_key", b"idempotency_key", "media_ids", b"media_ids", "reply_to", b"reply_to", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -471,12 +527,19 @@ class ListTweetsByAuthorsRequest(_message.Message):
     MAX_ID_FIELD_NUMBER: _builtins.int
     MIN_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    HOME_USER_ID_FIELD_NUMBER: _builtins.int
     max_id: _builtins.int
     """Only tweets with an ID below this one; 0 means no upper bound."""
     min_id: _builtins.int
     """Only tweets with an ID above this one; 0 means no lower bound."""
     limit: _builtins.int
     """At most this many tweets, 1 to 1,000; 0 means 20."""
+    home_user_id: _builtins.int
+    """The reader whose home timeline this page is; 0 lists every tweet of the authors. When set,
+    a reply is listed only when it answers its own author, this reader or one of author_ids:
+    a reply reaches a home timeline only if the reader follows both ends of it. The reader's
+    own tweets are always listed.
+    """
     @_builtins.property
     def author_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """The authors, up to 50,000."""
@@ -488,10 +551,11 @@ class ListTweetsByAuthorsRequest(_message.Message):
         max_id: _builtins.int = ...,
         min_id: _builtins.int = ...,
         limit: _builtins.int = ...,
+        home_user_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_ids", b"author_ids", "limit", b"limit", "max_id", b"max_id", "min_id", b"min_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_ids", b"author_ids", "home_user_id", b"home_user_id", "limit", b"limit", "max_id", b"max_id", "min_id", b"min_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -520,3 +584,115 @@ class ListTweetsByAuthorsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTweetsByAuthorsResponse: _TypeAlias = ListTweetsByAuthorsResponse  # noqa: Y015
+
+@_typing.final
+class CreateMediaUploadRequest(_message.Message):
+    """CreateMediaUploadRequest declares the file the caller is about to upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """The file's type: image/jpeg, image/png, image/gif or image/webp (up to 8 MB by default),
+    or video/mp4 (up to 64 MB by default).
+    """
+    size_bytes: _builtins.int
+    """The file's exact size in bytes; the upload must have this size."""
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMediaUploadRequest: _TypeAlias = CreateMediaUploadRequest  # noqa: Y015
+
+@_typing.final
+class CreateMediaUploadResponse(_message.Message):
+    """CreateMediaUploadResponse is the media ID and how to upload the bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.int
+    """The ID to pass in CreateTweetRequest.media_ids once the upload is done."""
+    @_builtins.property
+    def upload(self) -> Global___MediaUpload:
+        """The presigned POST to send the file with."""
+
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.int = ...,
+        upload: Global___MediaUpload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_id", b"media_id", "upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMediaUploadResponse: _TypeAlias = CreateMediaUploadResponse  # noqa: Y015
+
+@_typing.final
+class MediaUpload(_message.Message):
+    """MediaUpload is an HTML-form (multipart/form-data) POST, as S3's browser-based uploads take it:
+    send every field of `fields` as a form field, then the file as the last field, named "file".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FieldsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    URL_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Where to POST the form."""
+    @_builtins.property
+    def fields(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The form fields to send as they are (key, policy, signature, Content-Type, ...)."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """After this the upload is refused and a new grant is needed."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        fields: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "fields", b"fields", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MediaUpload: _TypeAlias = MediaUpload  # noqa: Y015

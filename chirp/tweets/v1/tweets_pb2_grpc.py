@@ -75,6 +75,11 @@ class TweetServiceStub:
                 request_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsRequest.SerializeToString,
                 response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsResponse.FromString,
                 _registered_method=True)
+        self.CreateMediaUpload = channel.unary_unary(
+                '/chirp.tweets.v1.TweetService/CreateMediaUpload',
+                request_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadRequest.SerializeToString,
+                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadResponse.FromString,
+                _registered_method=True)
 
 
 class TweetServiceServicer:
@@ -139,6 +144,15 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMediaUpload(self, request, context):
+        """CreateMediaUpload grants the caller one direct upload to object storage: a presigned POST
+        that accepts exactly the declared content type and size until it expires. The bytes never
+        pass through Chirp; the returned media_id is then attached with CreateTweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TweetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +195,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListTweetsByAuthors,
                     request_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsRequest.FromString,
                     response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsResponse.SerializeToString,
+            ),
+            'CreateMediaUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMediaUpload,
+                    request_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadRequest.FromString,
+                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +419,33 @@ class TweetService:
             '/chirp.tweets.v1.TweetService/ListTweetsByAuthors',
             chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsRequest.SerializeToString,
             chirp_dot_tweets_dot_v1_dot_tweets__pb2.ListTweetsByAuthorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMediaUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chirp.tweets.v1.TweetService/CreateMediaUpload',
+            chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadRequest.SerializeToString,
+            chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateMediaUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

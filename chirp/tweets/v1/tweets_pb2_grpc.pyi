@@ -53,6 +53,11 @@ class TweetServiceStub:
     """ListTweetsByAuthors pages through the tweets of a set of authors, newest first.
     Internal: the pull timeline and the user timeline.
     """
+    CreateMediaUpload: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.CreateMediaUploadRequest, _tweets_pb2.CreateMediaUploadResponse]
+    """CreateMediaUpload grants the caller one direct upload to object storage: a presigned POST
+    that accepts exactly the declared content type and size until it expires. The bytes never
+    pass through Chirp; the returned media_id is then attached with CreateTweet.
+    """
 
 @_typing.type_check_only
 class TweetServiceAsyncStub(TweetServiceStub):
@@ -78,6 +83,11 @@ class TweetServiceAsyncStub(TweetServiceStub):
     ListTweetsByAuthors: _aio.UnaryUnaryMultiCallable[_tweets_pb2.ListTweetsByAuthorsRequest, _tweets_pb2.ListTweetsByAuthorsResponse]  # type: ignore[assignment]
     """ListTweetsByAuthors pages through the tweets of a set of authors, newest first.
     Internal: the pull timeline and the user timeline.
+    """
+    CreateMediaUpload: _aio.UnaryUnaryMultiCallable[_tweets_pb2.CreateMediaUploadRequest, _tweets_pb2.CreateMediaUploadResponse]  # type: ignore[assignment]
+    """CreateMediaUpload grants the caller one direct upload to object storage: a presigned POST
+    that accepts exactly the declared content type and size until it expires. The bytes never
+    pass through Chirp; the returned media_id is then attached with CreateTweet.
     """
 
 class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,6 +159,17 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tweets_pb2.ListTweetsByAuthorsResponse, _abc.Awaitable[_tweets_pb2.ListTweetsByAuthorsResponse]]:
         """ListTweetsByAuthors pages through the tweets of a set of authors, newest first.
         Internal: the pull timeline and the user timeline.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateMediaUpload(
+        self,
+        request: _tweets_pb2.CreateMediaUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_pb2.CreateMediaUploadResponse, _abc.Awaitable[_tweets_pb2.CreateMediaUploadResponse]]:
+        """CreateMediaUpload grants the caller one direct upload to object storage: a presigned POST
+        that accepts exactly the declared content type and size until it expires. The bytes never
+        pass through Chirp; the returned media_id is then attached with CreateTweet.
         """
 
 def add_TweetServiceServicer_to_server(servicer: TweetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

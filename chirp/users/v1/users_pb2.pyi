@@ -29,12 +29,20 @@ class User(_message.Message):
     HANDLE_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    FOLLOWER_COUNT_FIELD_NUMBER: _builtins.int
+    FOLLOWING_COUNT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The user's ID, time-ordered and unique."""
     handle: _builtins.str
     """The unique handle, 3 to 30 characters of [a-z0-9_], stored lower-case."""
     display_name: _builtins.str
     """The name shown next to the handle, up to 50 characters."""
+    follower_count: _builtins.int
+    """How many users follow this one. Absent (0) where a message carries only the profile,
+    such as the author of a tweet in a timeline.
+    """
+    following_count: _builtins.int
+    """How many users this one follows. Absent (0) where a message carries only the profile."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
@@ -46,10 +54,12 @@ class User(_message.Message):
         handle: _builtins.str = ...,
         display_name: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        follower_count: _builtins.int = ...,
+        following_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "display_name", b"display_name", "handle", b"handle", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "display_name", b"display_name", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

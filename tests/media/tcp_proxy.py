@@ -1,0 +1,95 @@
+"""A TCP proxy for the tests that counts the bytes each way and notes each HTTP request that
+passes through it: put between one of our processes and the object store, it shows what our
+process sent and received."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass, field
+
+_REQUEST = re.compile(rb"^(GET|HEAD|PUT|POST|DELETE|PATCH) (\S+) HTTP/1\.[01]\r\n(.*?)\r\n\r\n", re.S)
+_RANGE = re.compile(rb"^range: *(.+?)\r?$", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    range: str | None
+
+
+@dataclass
+class CountingProxy:
+    target_host: str
+    target_port: int
+    sent_upstream: int = 0
+    received_from_upstream: int = 0
+    requests: list[SeenRequest] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def reset(self) -> None:
+        self.sent_upstream = self.received_from_upstream = 0
+        self.requests.clear()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _connection(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, upstream_writer, upstream=True),
+                self._pipe(upstream_reader, client_writer, upstream=False),
+            )
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            for writer in (client_writer, upstream_writer):
+                writer.close()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if upstream:
+                    self.sent_upstream += len(chunk)
+                    self._note(chunk)
+                else:
+                    self.received_from_upstream += len(chunk)
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.write_eof()
+
+    def _note(self, chunk: bytes) -> None:
+        found = _REQUEST.match(chunk)
+        if found is None:
+            return
+        ranged = _RANGE.search(found.group(3))
+        self.requests.append(
+            SeenRequest(
+                found.group(1).decode(), found.group(2).decode(), ranged.group(1).decode() if ranged else None
+            )
+        )

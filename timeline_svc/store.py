@@ -1,0 +1,275 @@
+"""The timelines' state in Redis and every command that touches it (the Lua scripts in lua/).
+
+Keys, under the namespace prefix P (settings.timeline_namespace):
+  P:tl:{reader}   the home timeline, a sorted set (layout in lua/lib.lua), capped, TTL = warm period
+  P:fl:{reader}   whom the reader follows (a set, with the sentinel "-"), kept with the timeline
+  P:fv:{reader}   per followee, the seq of the last follow (+) or unfollow (-) event applied
+  P:rc:{author}   the author's recent tweets, same layout as a timeline, loaded on demand
+  P:celebs        the authors above the celebrity threshold (hybrid mode)
+  P:fc, P:fcv     follower count per author, and the seq of the event that set it
+  P:backfill      former celebrities whose recent tweets are still being copied to timelines
+  P:live:u:{reader}  pub/sub: "t:<member>" when a tweet entered the timeline, "f" on a follow change
+  P:live:a:{author}  pub/sub: "t:<member>" for each tweet of the author (the celebrities' streams)
+The tweet cache and the authors' last posts are shared by every namespace: chirp_core.tweet_cache.
+
+Scripts touch keys they compute from their arguments, so this layout needs one Redis, not a
+Redis Cluster (hash tags per reader would be the change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio
+from redis.commands.core import AsyncScript
+
+from chirp_core.tweet_cache import TWEET_KEY_PREFIX, last_post_key
+from timeline_svc.models import Entry
+
+# Every Redis failure the read path answers from PostgreSQL instead.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
+INFINITE = 10**19 - 1
+# A timeline or recent set being built expires after this long if its builder dies.
+BUILD_TTL_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """What read.lua found: entries newest first with their cached tweets (None on a miss).
+
+    Redis holds every entry of the timeline above `horizon`; below it only PostgreSQL knows.
+    `pending_own` is the reader's newest tweet when the workers have not put it in yet (else 0).
+    """
+
+    entries: list[Entry]
+    cached: list[bytes | None]
+    horizon: int
+    pending_own: int
+
+
+@dataclass(frozen=True)
+class Cold:
+    """The timeline is not in Redis: build it."""
+
+
+@dataclass(frozen=True)
+class MissingRecent:
+    """These followed celebrities have no recent set in Redis: load them."""
+
+    authors: list[int]
+
+
+def _id(value: int) -> str:
+    return f"{value:019d}"
+
+
+class TimelineStore:
+    def __init__(self, client: redis.asyncio.Redis, *, namespace: str, cap: int, ttl_seconds: int) -> None:
+        self.redis = client
+        self.cap = cap
+        self.ttl = ttl_seconds
+        prefix = f"{namespace}:"
+        self._prefix = prefix
+        self.celebrities_key = f"{prefix}celebs"
+        self._counts = f"{prefix}fc"
+        self._count_versions = f"{prefix}fcv"
+        self._backfills = f"{prefix}backfill"
+        self._scripts = _load_scripts(client)
+
+    # Keys and channels.
+
+    def timeline_key(self, reader: int) -> str:
+        return f"{self._prefix}tl:{reader}"
+
+    def following_key(self, reader: int) -> str:
+        return f"{self._prefix}fl:{reader}"
+
+    def versions_key(self, reader: int) -> str:
+        return f"{self._prefix}fv:{reader}"
+
+    def recent_key(self, author: int) -> str:
+        return f"{self._prefix}rc:{author}"
+
+    def reader_channel(self, reader: int) -> str:
+        return f"{self._prefix}live:u:{reader}"
+
+    def author_channel(self, author: int) -> str:
+        return f"{self._prefix}live:a:{author}"
+
+    def _reader_keys(self, reader: int) -> list[str]:
+        return [self.timeline_key(reader), self.following_key(reader), self.versions_key(reader)]
+
+    # Reads.
+
+    async def read(
+        self, reader: int, *, max_id: int, min_id: int, want: int, merge_celebrities: bool
+    ) -> RawPage | Cold | MissingRecent:
+        """Up to `want` entries with min_id < id < max_id (0 = unbounded) in one round trip."""
+        reply = await self._run(
+            "read",
+            [*self._reader_keys(reader), self.celebrities_key, last_post_key(reader)],
+            [
+                reader,
+                _id(max_id or INFINITE),
+                _id(min_id),
+                want,
+                1 if merge_celebrities else 0,
+                self.ttl,
+                f"{self._prefix}rc:",
+                TWEET_KEY_PREFIX,
+            ],
+        )
+        status = reply[0]
+        if status == b"cold":
+            return Cold()
+        if status == b"missing":
+            return MissingRecent([int(author) for author in reply[1:]])
+        count = int(reply[3])
+        pending = reply[2]
+        return RawPage(
+            entries=[Entry.parse(m) for m in reply[4 : 4 + count]],
+            cached=list(reply[4 + count : 4 + 2 * count]),
+            horizon=int(reply[1]),
+            pending_own=int(pending) if pending else 0,
+        )
+
+    async def touch(self, reader: int) -> bool:
+        """Refresh a live reader's TTLs; False when the timeline is cold."""
+        return bool(await self._run("touch", self._reader_keys(reader), [self.ttl]))
+
+    async def followed_celebrities(self, reader: int) -> set[int]:
+        members = await self.redis.sinter([self.following_key(reader), self.celebrities_key])
+        return {int(m) for m in members}
+
+    async def follows(self, reader: int, user_id: int) -> bool:
+        return bool(await self.redis.sismember(self.following_key(reader), str(user_id)))
+
+    async def is_warm(self, reader: int) -> bool:
+        return bool(await self.redis.exists(self.timeline_key(reader)))
+
+    # Building cold state.
+
+    async def begin_build(self, reader: int) -> bool:
+        return bool(await self._run("build_begin", self._reader_keys(reader), [BUILD_TTL_SECONDS]))
+
+    async def finish_build(
+        self, reader: int, followees: Collection[int], entries: Sequence[Entry], horizon: int
+    ) -> None:
+        args: list[Any] = [_id(horizon), self.cap, self.ttl, len(followees), *followees]
+        for entry in entries:
+            args += [entry.score, entry.member]
+        await self._run("build_finish", self._reader_keys(reader), args)
+
+    async def abandon_build(self, reader: int) -> None:
+        await self.redis.delete(self.timeline_key(reader), self.following_key(reader))
+
+    async def begin_recent(self, author: int) -> bool:
+        return bool(await self._run("recent_begin", [self.recent_key(author)], [BUILD_TTL_SECONDS]))
+
+    async def finish_recent(self, author: int, entries: Sequence[Entry], horizon: int) -> None:
+        args: list[Any] = [_id(horizon), self.cap, self.ttl]
+        for entry in entries:
+            args += [entry.score, entry.member]
+        await self._run("recent_finish", [self.recent_key(author)], args)
+
+    async def abandon_recent(self, author: int) -> None:
+        await self.redis.delete(self.recent_key(author))
+
+    # What the workers apply.
+
+    async def push(self, readers: Sequence[int], entry: Entry) -> int:
+        """Add the entry to the warm timelines among readers' in one round trip; how many."""
+        if not readers:
+            return 0
+        keys = [self.timeline_key(r) for r in readers]
+        args = [entry.score, entry.member, self.cap, f"{self._prefix}tl:", f"{self._prefix}live:u:"]
+        return int(await self._run("push", keys, args))
+
+    async def push_recent(self, entry: Entry, *, announce: bool) -> None:
+        channel = self.author_channel(entry.author_id) if announce else ""
+        args = [entry.score, entry.member, self.cap, self.ttl, channel]
+        await self._run("push_recent", [self.recent_key(entry.author_id)], args)
+
+    async def remove(self, readers: Sequence[int], entry: Entry) -> None:
+        keys = [self.timeline_key(r) for r in readers]
+        if keys:
+            await self._run("remove", keys, [entry.member])
+
+    async def remove_recent(self, entry: Entry) -> None:
+        await self._run("remove", [self.recent_key(entry.author_id)], [entry.member])
+
+    async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
+        """follow.lua: 'cold', 'stale', 'need_recent' or 'ok'."""
+        keys = [*self._reader_keys(reader), self.recent_key(followee)]
+        args = [
+            reader,
+            followee,
+            seq,
+            1 if follow else 0,
+            1 if merge else 0,
+            self.cap,
+            self.ttl,
+            self.reader_channel(reader),
+        ]
+        return _text(await self._run("follow", keys, args))
+
+    async def apply_count(self, user: int, count: int, seq: int, threshold: int | None) -> str:
+        """count.lua: 'down' while a former celebrity's tweets must be backfilled, else 'same'.
+        threshold None: no celebrities (the push mode)."""
+        keys = [self._counts, self._count_versions, self.celebrities_key, self._backfills]
+        args = [user, count, seq, -1 if threshold is None else threshold]
+        return _text(await self._run("count", keys, args))
+
+    async def celebrity(self, user: int) -> bool | None:
+        """Whether the author is a celebrity; None when their follower count is not known yet."""
+        answer = int(await self._run("celebrity", [self._counts, self.celebrities_key], [user]))
+        return None if answer < 0 else bool(answer)
+
+    async def backfill(self, author: int, readers: Sequence[int]) -> int:
+        """backfill.lua over a batch of readers; -1 while the author's recent set is loading."""
+        keys = [
+            self.recent_key(author),
+            *(self.timeline_key(r) for r in readers),
+            *(self.following_key(r) for r in readers),
+        ]
+        return int(await self._run("backfill", keys, [self.cap, author]))
+
+    async def backfill_done(self, author: int) -> None:
+        await self.redis.srem(self._backfills, str(author))
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._scripts[name](keys=list(keys), args=list(args), client=self.redis)
+
+
+_SCRIPT_NAMES = (
+    "read",
+    "touch",
+    "build_begin",
+    "build_finish",
+    "recent_begin",
+    "recent_finish",
+    "push",
+    "push_recent",
+    "remove",
+    "follow",
+    "count",
+    "celebrity",
+    "backfill",
+)
+
+
+def _load_scripts(client: redis.asyncio.Redis) -> dict[str, AsyncScript]:
+    folder = resources.files("timeline_svc").joinpath("lua")
+    library = folder.joinpath("lib.lua").read_text()
+    return {
+        name: client.register_script(library + "\n" + folder.joinpath(f"{name}.lua").read_text())
+        for name in _SCRIPT_NAMES
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

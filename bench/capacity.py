@@ -1,0 +1,230 @@
+"""The capacity model of docs/capacity.md, computed from a run's measured figures so that the
+document quotes numbers the tool printed. The assumptions are the constants below; each line of
+the printed model shows its formula with the values put in.
+
+Reading of the seed: 20M daily active users; at the peak hour 2M to 4M of them are online and
+each fetches the home timeline 4 to 10 times in that hour. The low case is 2M x 4, the high case
+(the design point) 4M x 10.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bench.report import per_core
+
+DAU = 20_000_000
+PEAK_USERS = (2_000_000, 4_000_000)
+FETCHES_PER_PEAK_HOUR = (4, 10)
+# Every instance runs at most this busy at the peak: the rest absorbs bursts and a lost instance.
+TARGET_UTILISATION = 0.5
+# One Python process per core (`chirp serve`, or `chirp up --processes N` on an N-core host).
+CORES_PER_INSTANCE = 1
+# Warm timelines: every daily active user read within the warm period (7 days by default).
+WARM_TIMELINES = DAU
+# Home timelines fill up to this many entries over time (settings.timeline_size).
+TIMELINE_CAP = 800
+# Usable memory per Redis shard (a 32 GB node at about 75%), and the CPU budget of its one thread.
+REDIS_SHARD_BYTES = 24 * 2**30
+REDIS_SHARD_CORES = 0.5
+# Share of peak reads that are cold (a new or returning user) and rebuild from PostgreSQL.
+COLD_READ_SHARE = 0.05
+# Every follower of an ordinary author is warm (an upper bound for the fan-out writes).
+WARM_FOLLOWER_SHARE = 1.0
+# Usable cores per PostgreSQL read replica (8 cores at 50%).
+PG_REPLICA_CORES = 4.0
+DESIGN_MODE = "hybrid"
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    formula: str
+    low: float
+    high: float
+    unit: str = ""
+
+
+def _fmt(value: float) -> str:
+    if value >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def model(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The capacity figures for the design mode, or None when the run lacks what they need."""
+    modes = results.get("modes", {})
+    mode_name = DESIGN_MODE if DESIGN_MODE in modes else next(iter(modes), None)
+    figures = per_core(results).get(mode_name or "", {})
+    if not mode_name or "rest" not in figures or "grpc" not in figures or "writes" not in figures:
+        return None
+    rest, grpc, writes = figures["rest"], figures["grpc"], figures["writes"]
+    redis = modes[mode_name].get("redis", {})
+    mix = results["config"]["mix"]
+    data = results["dataset"]
+    pull = per_core(results).get("pull", {}).get("rest")
+    inputs = {
+        "mode": mode_name,
+        "rest_stack_ms": rest["stack_cpu_ms_per_request"],
+        "grpc_stack_ms": grpc["stack_cpu_ms_per_request"],
+        "read_pg_ms": rest["postgres_cpu_ms_per_request"],
+        "read_redis_ms": rest["redis_cpu_ms_per_request"],
+        "tweet_stack_ms": writes["stack_cpu_ms_per_tweet"],
+        "tweet_pg_ms": writes["postgres_cpu_ms_per_tweet"],
+        "tweet_redis_ms": writes["redis_cpu_ms_per_tweet"],
+        "timelines_per_tweet": writes["timelines_written_per_tweet"],
+        "warm_reader_bytes": redis.get("warm_reader_bytes"),
+        "timeline_bytes": redis.get("timeline_bytes"),
+        "timeline_entries": redis.get("timeline_entries"),
+        "cold_pg_ms": pull["postgres_cpu_ms_per_request"] if pull else rest["postgres_cpu_ms_per_request"],
+        "followers_per_author": data["follows"] / data["users"],
+        "tweets_per_read": mix["tweet"] / mix["read"],
+    }
+    if any(value is None for value in inputs.values()):
+        return None
+    return {"inputs": inputs, "lines": [line.__dict__ for line in _lines(inputs)]}
+
+
+Pair = tuple[float, float]
+
+
+def _pair(low: float, high: float) -> Pair:
+    return (low, high)
+
+
+def _lines(i: dict[str, Any]) -> list[Line]:
+    """Each quantity for the low and the high case; later lines use earlier ones."""
+    lines: list[Line] = []
+
+    def add(name: str, formula: str, values: Pair, unit: str = "") -> Pair:
+        lines.append(Line(name, formula, values[0], values[1], unit))
+        return values
+
+    def each(values: Pair, scale: float) -> Pair:
+        return (values[0] * scale, values[1] * scale)
+
+    reads = add(
+        "peak timeline reads",
+        "peak users x fetches per peak hour / 3,600 s",
+        _pair(
+            *(
+                users * fetches / 3600
+                for users, fetches in zip(PEAK_USERS, FETCHES_PER_PEAK_HOUR, strict=True)
+            )
+        ),
+        "/s",
+    )
+    tweets = add(
+        "peak tweets",
+        f"reads x {i['tweets_per_read']:.4f} (the workload's tweets per read)",
+        each(reads, i["tweets_per_read"]),
+        "/s",
+    )
+    fanout = add(
+        "fan-out writes",
+        f"tweets x {i['followers_per_author']:.1f} followers per author (bench graph) x "
+        f"{WARM_FOLLOWER_SHARE:.0%} warm",
+        each(tweets, i["followers_per_author"] * WARM_FOLLOWER_SHARE),
+        "/s",
+    )
+    gateway_ms = max(0.0, i["rest_stack_ms"] - i["grpc_stack_ms"])
+    gateway = add(
+        "gateway cores",
+        f"reads x ({i['rest_stack_ms']:.2f} - {i['grpc_stack_ms']:.2f}) ms "
+        "(stack CPU per REST read minus per gRPC read)",
+        each(reads, gateway_ms / 1000),
+    )
+    timeline = add(
+        "timeline cores (with the graph/tweets calls a read makes)",
+        f"reads x {i['grpc_stack_ms']:.2f} ms (stack CPU per gRPC read)",
+        each(reads, i["grpc_stack_ms"] / 1000),
+    )
+    writer = add(
+        "tweets + fan-out worker cores",
+        f"tweets x {i['tweet_stack_ms']:.2f} ms (stack CPU per tweet, fan-out included)",
+        each(tweets, i["tweet_stack_ms"] / 1000),
+    )
+    for label, cores in (("gateway", gateway), ("timeline", timeline), ("tweets", writer)):
+        add(
+            f"{label} instances",
+            f"cores / {TARGET_UTILISATION:.0%} utilisation / {CORES_PER_INSTANCE} core each, rounded up",
+            _pair(*(_instances(c / TARGET_UTILISATION / CORES_PER_INSTANCE) for c in cores)),
+        )
+    per_write_ms = i["tweet_redis_ms"] / i["timelines_per_tweet"] if i["timelines_per_tweet"] else 0.0
+    redis_cores = add(
+        "Redis cores",
+        f"reads x {i['read_redis_ms']:.3f} ms + fan-out writes x {per_write_ms:.4f} ms "
+        f"({i['tweet_redis_ms']:.3f} ms per tweet / {i['timelines_per_tweet']:.1f} timelines written)",
+        _pair(
+            *(
+                r * i["read_redis_ms"] / 1000 + f * per_write_ms / 1000
+                for r, f in zip(reads, fanout, strict=True)
+            )
+        ),
+    )
+    per_entry = i["timeline_bytes"] / i["timeline_entries"] if i["timeline_entries"] else 0.0
+    filled = i["warm_reader_bytes"] + per_entry * max(0.0, TIMELINE_CAP - i["timeline_entries"])
+    memory = add(
+        "Redis memory for warm timelines (GiB)",
+        f"{WARM_TIMELINES:,} warm x {i['warm_reader_bytes']:,.0f} B measured per warm reader "
+        f"({i['timeline_entries']:.0f} entries); high: filled to {TIMELINE_CAP} entries at "
+        f"{per_entry:.0f} B each",
+        _pair(WARM_TIMELINES * i["warm_reader_bytes"] / 2**30, WARM_TIMELINES * filled / 2**30),
+    )
+    add(
+        "Redis shards",
+        f"max(cores / {REDIS_SHARD_CORES}, GiB / {REDIS_SHARD_BYTES / 2**30:.0f}), rounded up",
+        _pair(
+            *(
+                _instances(max(c / REDIS_SHARD_CORES, m * 2**30 / REDIS_SHARD_BYTES))
+                for c, m in zip(redis_cores, memory, strict=True)
+            )
+        ),
+    )
+    add(
+        "PostgreSQL primary cores",
+        f"tweets x {i['tweet_pg_ms']:.2f} ms",
+        each(tweets, i["tweet_pg_ms"] / 1000),
+    )
+    read_ms = (1 - COLD_READ_SHARE) * i["read_pg_ms"] + COLD_READ_SHARE * i["cold_pg_ms"]
+    replica_cores = add(
+        "PostgreSQL read cores",
+        f"reads x ({1 - COLD_READ_SHARE:.0%} x {i['read_pg_ms']:.2f} ms warm + {COLD_READ_SHARE:.0%} x "
+        f"{i['cold_pg_ms']:.2f} ms pulled)",
+        each(reads, read_ms / 1000),
+    )
+    add(
+        "PostgreSQL replicas",
+        f"read cores / {PG_REPLICA_CORES:.0f} usable cores each, rounded up, + 1 spare",
+        _pair(*(_instances(c / PG_REPLICA_CORES) + 1 for c in replica_cores)),
+    )
+    return lines
+
+
+def _instances(value: float) -> float:
+    return float(max(1, math.ceil(value - 1e-9)))
+
+
+def markdown(results: dict[str, Any], command: str) -> list[str]:
+    found = results.get("capacity") or model(results)
+    if not found:
+        return []
+    rows = [
+        f"| {line['name']} | {line['formula']} | {_fmt(line['low'])}{line['unit']} | "
+        f"{_fmt(line['high'])}{line['unit']} |"
+        for line in found["lines"]
+    ]
+    return [
+        f"## Capacity model for {DAU:,} daily active users ({found['inputs']['mode']} mode, figures above)",
+        "",
+        f"Low: {PEAK_USERS[0]:,} users at the peak x {FETCHES_PER_PEAK_HOUR[0]} fetches in the peak "
+        f"hour; high: {PEAK_USERS[1]:,} x {FETCHES_PER_PEAK_HOUR[1]}. Assumptions in bench/capacity.py; "
+        "CPU per request as measured on this machine's cores (see docs/capacity.md).",
+        "",
+        "| quantity | arithmetic | low | high |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]

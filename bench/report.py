@@ -1,0 +1,504 @@
+"""results.json and the Markdown report (results.md, also printed): every figure the capacity
+model quotes comes from here, computed from the measured results only."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio
+
+PATHS = (("rest", "REST"), ("grpc", "gRPC"))
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1000):
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _op(mode: dict[str, Any], path: str, op: str) -> dict[str, Any]:
+    found: dict[str, Any] = mode.get(path, {}).get("ops", {}).get(op, {})
+    return found
+
+
+def ceiling_throughput(results: dict[str, Any], path: str) -> float | None:
+    return _ceiling_op(results, path).get("throughput")
+
+
+def per_core(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per mode: CPU milliseconds per request of each component, and requests per CPU-second of
+    the Python stack (gateway and services), over the mixed runs and the tweets-only burst. All
+    the mixed runs' CPU is charged to their requests (95% of them reads)."""
+    figures: dict[str, dict[str, Any]] = {}
+    for name, mode in results.get("modes", {}).items():
+        entry: dict[str, Any] = {}
+        for path, _ in PATHS:
+            run = mode.get(path)
+            if not run:
+                continue
+            requests = sum(op["count"] for op in run["ops"].values())
+            window = run["window_seconds"]
+            cpu = run.get("cpu_seconds", {})
+            entry[path] = {
+                "requests": requests,
+                "requests_per_second": requests / window if window else None,
+                **{
+                    f"{part}_cpu_ms_per_request": _per(cpu.get(part), requests, 1000)
+                    for part in ("stack", "postgres", "redis", "load")
+                },
+                "requests_per_stack_cpu_second": _per(requests, cpu.get("stack")),
+            }
+        writes = mode.get("writes")
+        if writes:
+            tweets = writes["ops"].get("tweet", {}).get("count", 0)
+            cpu = {
+                part: writes["cpu_seconds"].get(part, 0) + writes.get("tail_cpu_seconds", {}).get(part, 0)
+                for part in ("stack", "postgres", "redis")
+            }
+            entry["writes"] = {
+                "tweets": tweets,
+                "tweets_per_second": writes["ops"].get("tweet", {}).get("throughput"),
+                **{f"{part}_cpu_ms_per_tweet": _per(cpu[part], tweets, 1000) for part in cpu},
+                "timelines_written_per_tweet": _per(writes.get("timelines_written"), tweets),
+            }
+        figures[name] = entry
+    return figures
+
+
+def _per(amount: float | None, count: float | None, scale: float = 1.0) -> float | None:
+    if amount is None or not count:
+        return None
+    return amount * scale / count
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    from bench import capacity
+
+    sections = (
+        _header, _summary, _reads, _writes, _state, _ratios, _ceiling, _speedup, _capacity, capacity.markdown,
+    )  # fmt: skip
+    return "\n".join(line for section in sections for line in section(results, command))
+
+
+def _header(results: dict[str, Any], command: str) -> list[str]:
+    machine, data, config = results["machine"], results["dataset"], results["config"]
+    mix = config["mix"]
+    return [
+        f"# Chirp benchmark, {results.get('started_at', '')}",
+        "",
+        f"`{command}`: {machine['cpu_count']} cores, {machine['memory_gib']} GiB RAM; load average "
+        f"(1/5/15 min) {_loads(machine['load_average'])} at the start, "
+        f"{_loads(machine.get('load_average_end', []))} at the end; "
+        f"{results.get('duration_seconds', 0):.0f} s in all.",
+        "",
+        f"Dataset (seed {config['seed']}): {data['users']:,} users, {data['follows']:,} follows (followees "
+        f"per user: median {_num(data['followees_median'], 0)}, max {data['followees_max']:,}; followers: "
+        f"median {_num(data['followers_median'], 0)}, p99 {data['followers_p99']:,}, max "
+        f"{data['followers_max']:,}; {data['celebrities']} celebrities above "
+        f"{data['celebrity_threshold']:,}), "
+        f"{data['tweets']:,} tweets; generated in {data['generate_seconds']:.1f} s, loaded with COPY in "
+        f"{data['load_seconds']:.1f} s ({data['rows_per_second']:,.0f} rows/s) + "
+        f"{data['vacuum_seconds']:.1f} s VACUUM ANALYZE.",
+        "",
+        f"Workload: closed loop, {config['load_processes']} load processes x {config['concurrency']} "
+        f"clients; {mix['read']:.0%} timeline reads (limit {config['timeline_limit']}), {mix['tweet']:.0%} "
+        f"tweets, {mix['follow']:.0%} follows by {config['active_users']} logged-in accounts; "
+        f"{config['rest_seconds']:.0f} s through the REST gateway, {config['grpc_seconds']:.0f} s straight "
+        f"to the services over gRPC. Stack: {_processes(results['modes'])}; PostgreSQL, Redis and the "
+        "load generator share the same cores; loopback only.",
+        "",
+    ]
+
+
+def _summary(results: dict[str, Any], command: str) -> list[str]:
+    """Per mode, the headline figures, each read figure next to the ceiling of its path."""
+    rows = []
+    for name, mode in results["modes"].items():
+        row = [name]
+        for path, _ in PATHS:
+            read = _op(mode, path, "timeline_read")
+            ceiling = _ceiling_op(results, path)
+            row += [
+                _num(read.get("throughput")),
+                _pct(ratio(read.get("throughput"), ceiling.get("throughput"))),
+                f"{_num(read.get('p50'))} ({_times(ratio(read.get('p50'), ceiling.get('p50')))})",
+                f"{_num(read.get('p99'))} ({_times(ratio(read.get('p99'), ceiling.get('p99')))})",
+            ]
+        lag = mode.get("fanout_lag", {})
+        row += [
+            _num(_op(mode, "rest", "tweet").get("p99")),
+            _num(lag.get("ordinary", {}).get("p99")),
+            _num(lag.get("celebrity", {}).get("p99")),
+        ]
+        rows.append(row)
+    header = [
+        "mode", "REST reads/s", "of ceiling", "REST p50 ms (x ceiling)", "REST p99 ms (x ceiling)",
+        "gRPC reads/s", "of ceiling", "gRPC p50 ms (x ceiling)", "gRPC p99 ms (x ceiling)",
+        "tweet p99 ms (REST)", "fan-out lag p99 ms, ordinary", "fan-out lag p99 ms, celebrity",
+    ]  # fmt: skip
+    return [
+        "## Summary",
+        "",
+        *_table(header, rows),
+        "Ceiling: GET /healthz through the gateway (REST) and Health.Check on the timeline service (gRPC), "
+        "same stack and clients; the multiples compare each latency with the ceiling run's.",
+        "",
+    ]
+
+
+def _ceiling_op(results: dict[str, Any], path: str) -> dict[str, Any]:
+    ops = results.get("ceiling", {}).get(path, {}).get("ops", {})
+    found: dict[str, Any] = ops.get("healthz" if path == "rest" else "health_check", {})
+    return found
+
+
+def _reads(results: dict[str, Any], command: str) -> list[str]:
+    rows = []
+    for name, mode in results["modes"].items():
+        for path, label in PATHS:
+            op = _op(mode, path, "timeline_read")
+            if op:
+                share = ratio(op["throughput"], ceiling_throughput(results, path))
+                rows.append(
+                    [
+                        name,
+                        label,
+                        *_nums(op, "throughput", "p50", "p90", "p99", "max"),
+                        str(op["errors"]),
+                        _pct(share),
+                    ]
+                )
+    header = ["mode", "path", "reads/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "of ceiling"]
+    return ["## Timeline reads (mixed workload)", "", *_table(header, rows)]
+
+
+def _writes(results: dict[str, Any], command: str) -> list[str]:
+    rows = []
+    for name, mode in results["modes"].items():
+        for path, label in PATHS:
+            tweet, follow = _op(mode, path, "tweet"), _op(mode, path, "follow")
+            if tweet:
+                errors = tweet["errors"] + follow.get("errors", 0)
+                rows.append(
+                    [
+                        name,
+                        label,
+                        *_nums(tweet, "throughput", "p50", "p99"),
+                        *_nums(follow, "p50", "p99"),
+                        str(errors),
+                    ]
+                )
+    header = [
+        "mode",
+        "path",
+        "tweets/s",
+        "tweet p50 ms",
+        "tweet p99 ms",
+        "follow p50 ms",
+        "follow p99 ms",
+        "errors",
+    ]
+    return ["## Writes (mixed workload)", "", *_table(header, rows)]
+
+
+def _state(results: dict[str, Any], command: str) -> list[str]:
+    config, modes = results["config"], results["modes"]
+    rows = []
+    for name, mode in modes.items():
+        lag = mode.get("fanout_lag", {})
+        ordinary, celebrity = lag.get("ordinary", {}), lag.get("celebrity", {})
+        redis = mode.get("redis", {})
+        rows.append(
+            [
+                name,
+                *_nums(ordinary, "p50", "p99"),
+                *_nums(celebrity, "p50", "p99"),
+                str(ordinary.get("errors", 0) + celebrity.get("errors", 0)),
+                *_nums(mode["cold_rebuild"], "p50", "p99"),
+                _num(mode["postgres"]["warm_read"]["p50"]),
+                _num(mode["postgres"]["statements_per_read"], 2),
+                _num(_mib(redis.get("after_first_reads", {}).get("used_memory"))),
+                _num(redis.get("warm_reader_bytes"), 0),
+                _num(mode.get("rest", {}).get("fanout_queue", {}).get("max")),
+            ]
+        )
+    header = [
+        "mode", "lag p50 ms (ordinary)", "lag p99 ms (ordinary)", "lag p50 ms (celebrity)",
+        "lag p99 ms (celebrity)", "not seen", "first read p50 ms", "first read p99 ms", "warm read p50 ms",
+        "PG statements / read", "Redis MiB after first reads", "bytes / warm reader", "max fan-out queue",
+    ]  # fmt: skip
+    poll = config["lag_poll_seconds"] * 1000
+    return [
+        "## Fan-out, first reads, PostgreSQL and Redis",
+        "",
+        *_table(header, rows),
+        f"Lag: from CreateTweet answering until the tweet is on the first page of each of up to "
+        f"{config['lag_followers']} warm followers, polled every {poll:.0f} ms during the REST run (the "
+        "figure includes the read that saw it). First read: each active reader's first read after Redis "
+        "was emptied (a cold rebuild in push and hybrid; with --url, the new accounts' first read). "
+        "Warm read: one read at a time x 4, no other load. "
+        f"PG statements / read: {_method(modes)}, less the idle background rate. Not seen: follower polls "
+        f"that gave up after {config['lag_timeout_seconds']:.0f} s.",
+        "",
+    ]
+
+
+def _nums(values: dict[str, Any], *keys: str) -> list[str]:
+    return [_num(values.get(key)) for key in keys]
+
+
+def _loads(values: Sequence[float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values) if values else "-"
+
+
+def _mib(value: float | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def _processes(modes: dict[str, Any]) -> str:
+    counts = sorted({int(mode.get("processes") or 0) for mode in modes.values()})
+    if counts == [0]:
+        return "a stack running elsewhere (--url)"
+    return f"{', '.join(map(str, counts))} worker process(es) (`chirp up --processes`)"
+
+
+def _method(modes: dict[str, Any]) -> str:
+    methods = {mode["postgres"]["method"] for mode in modes.values()}
+    return "; ".join(sorted(methods))
+
+
+def _ratios(results: dict[str, Any], command: str) -> list[str]:
+    modes: dict[str, Any] = results["modes"]
+    if "pull" not in modes or len(modes) < 2:
+        return []
+    others = [name for name in modes if name != "pull"]
+    metrics: list[tuple[str, Any, bool]] = [
+        ("REST reads/s", lambda m: _op(m, "rest", "timeline_read").get("throughput"), True),
+        ("REST read p50", lambda m: _op(m, "rest", "timeline_read").get("p50"), False),
+        ("REST read p99", lambda m: _op(m, "rest", "timeline_read").get("p99"), False),
+        ("gRPC reads/s", lambda m: _op(m, "grpc", "timeline_read").get("throughput"), True),
+        ("gRPC read p99", lambda m: _op(m, "grpc", "timeline_read").get("p99"), False),
+        ("tweet p99 (REST)", lambda m: _op(m, "rest", "tweet").get("p99"), False),
+        (
+            "fan-out lag p99, ordinary",
+            lambda m: m.get("fanout_lag", {}).get("ordinary", {}).get("p99"),
+            False,
+        ),
+        (
+            "fan-out lag p99, celebrity",
+            lambda m: m.get("fanout_lag", {}).get("celebrity", {}).get("p99"),
+            False,
+        ),
+        ("first read p99", lambda m: m["cold_rebuild"].get("p99"), False),
+        ("PG statements / read", lambda m: m["postgres"].get("statements_per_read"), False),
+    ]
+    rows = []
+    for label, get, higher_better in metrics:
+        values = {name: get(mode) for name, mode in modes.items()}
+        present = {
+            name: value for name, value in values.items() if value is not None and not math.isnan(value)
+        }
+        best = _best(present, higher_better)
+        rows.append(
+            [
+                label,
+                *(_num(values[name], 2) for name in modes),
+                *(_times(ratio(values[name], values["pull"])) for name in others),
+                best,
+            ]
+        )
+    header = ["figure", *modes, *(f"{name} / pull" for name in others), "best"]
+    return ["## Side by side", "", *_table(header, rows)]
+
+
+def _best(values: dict[str, float], higher_better: bool) -> str:
+    """The mode with the best value; modes within 1% of it tie ("push = hybrid")."""
+    if not values:
+        return "-"
+    top = (max if higher_better else min)(values.values())
+    return " = ".join(name for name, value in values.items() if abs(value - top) <= 0.01 * abs(top) + 1e-9)
+
+
+def _ceiling(results: dict[str, Any], command: str) -> list[str]:
+    ceiling = results.get("ceiling")
+    if not ceiling:
+        return []
+    rows = []
+    for path, label in PATHS:
+        for name, op in ceiling.get(path, {}).get("ops", {}).items():
+            call = (
+                "GET /healthz (gateway + 3 upstream health checks)"
+                if name == "healthz"
+                else "grpc.health.v1 Health.Check on the timeline service"
+            )
+            rows.append(
+                [label, call, _num(op["throughput"]), _num(op["p50"]), _num(op["p99"]), str(op["errors"])]
+            )
+    return [
+        f"## Ceiling ({ceiling['processes']} worker process(es), same clients)",
+        "",
+        *_table(["path", "call", "req/s", "p50 ms", "p99 ms", "errors"], rows),
+    ]
+
+
+def _speedup(results: dict[str, Any], command: str) -> list[str]:
+    speed = results.get("speedup")
+    if not speed:
+        return []
+    rows = []
+    for count in speed["processes"]:
+        op = speed["runs"][str(count)]["ops"]["timeline_read"]
+        rows.append([str(count), _num(op["throughput"]), _num(op["p50"]), _num(op["p99"]), str(op["errors"])])
+    return [
+        f"## Processes: timeline reads only, through the gateway ({speed['mode']})",
+        "",
+        *_table(["processes", "reads/s", "p50 ms", "p99 ms", "errors"], rows),
+        f"Speed-up from {speed['processes'][0]} to {speed['processes'][-1]} processes: "
+        f"{_times(speed['speedup'])}",
+        "",
+    ]
+
+
+def _capacity(results: dict[str, Any], command: str) -> list[str]:
+    """The measured inputs of docs/capacity.md."""
+    figures = per_core(results)
+    rows = []
+    for name, entry in figures.items():
+        for path, label in PATHS:
+            run = entry.get(path)
+            if run:
+                rows.append(
+                    [
+                        name,
+                        label,
+                        _num(run["requests_per_second"]),
+                        _num(run["stack_cpu_ms_per_request"], 2),
+                        _num(run["postgres_cpu_ms_per_request"], 2),
+                        _num(run["redis_cpu_ms_per_request"], 3),
+                        _num(run["load_cpu_ms_per_request"], 2),
+                        _num(run["requests_per_stack_cpu_second"]),
+                    ]
+                )
+    lines = [
+        "## Capacity inputs (CPU per request, from the mixed runs)",
+        "",
+        *_table(
+            [
+                "mode",
+                "path",
+                "req/s",
+                "stack CPU ms / req",
+                "PostgreSQL CPU ms / req",
+                "Redis CPU ms / req",
+                "load generator CPU ms / req",
+                "req per stack CPU-second",
+            ],
+            rows,
+        ),
+    ]
+    rows = []
+    for name, entry in figures.items():
+        writes = entry.get("writes")
+        if writes:
+            rows.append(
+                [
+                    name,
+                    _num(writes["tweets_per_second"]),
+                    _num(writes["stack_cpu_ms_per_tweet"], 2),
+                    _num(writes["postgres_cpu_ms_per_tweet"], 2),
+                    _num(writes["redis_cpu_ms_per_tweet"], 3),
+                    _num(writes["timelines_written_per_tweet"], 1),
+                ]
+            )
+    lines += [
+        "Tweets only, straight to the tweets service (CPU includes the fan-out work done within 3 s "
+        "after the burst):",
+        "",
+        *_table(
+            [
+                "mode",
+                "tweets/s",
+                "stack CPU ms / tweet",
+                "PostgreSQL CPU ms / tweet",
+                "Redis CPU ms / tweet",
+                "timelines written / tweet",
+            ],
+            rows,
+        ),
+    ]
+    rows = []
+    for name, mode in results["modes"].items():
+        redis = mode.get("redis", {})
+        rows.append(
+            [
+                name,
+                _num(redis.get("timeline_bytes"), 0),
+                _num(redis.get("timeline_entries"), 0),
+                _num(redis.get("warm_reader_bytes"), 0),
+                _num(redis.get("tweet_cache_entry_bytes"), 0),
+                _num(redis.get("growth_per_reader_bytes"), 0),
+            ]
+        )
+    lines += [
+        "Redis (MEMORY USAGE of sampled keys after the first reads; growth = used_memory growth over "
+        "the first reads / readers, the tweet cache included):",
+        "",
+        *_table(
+            [
+                "mode",
+                "bytes / home timeline",
+                "entries / home timeline",
+                "bytes / warm reader (all own keys)",
+                "bytes / cached tweet",
+                "growth bytes / reader",
+            ],
+            rows,
+        ),
+    ]
+    return lines
+
+
+def write(results: dict[str, Any], out: Path, command: str) -> str:
+    """Write results.json and results.md into `out`; returns the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    from bench import capacity
+
+    results["per_core"] = per_core(results)
+    results["capacity"] = capacity.model(results)
+    (out / "results.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
+    text = markdown(results, command)
+    (out / "results.md").write_text(text + "\n")
+    return text
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN becomes null, paths become strings."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value

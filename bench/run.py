@@ -1,0 +1,244 @@
+"""The whole benchmark: generate and load the dataset once, then per timeline mode a fresh copy
+of it, an emptied Redis and a restarted stack; the ceiling on the first stack and the 1-vs-N
+processes speed-up on the last one."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.config import BenchConfig, config_dict
+from bench.cpu import machine
+from bench.driver import Targets
+from bench.graphgen import Dataset, generate
+from bench.loader import BENCH_PASSWORD, load, migrate_all, password_hash
+from bench.phases import StackUnderTest, measure_ceiling, measure_mode, measure_reads
+from bench.plan import Plan, make_plan
+from bench.probes import login
+from bench.progress import Progress
+from bench.stackctl import BASE_DATABASE, Infrastructure, stack_settings, start_stack
+from chirp_core.processes import Supervisor
+from chirp_core.settings import Settings
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def build_dataset(config: BenchConfig, handle_prefix: str = "bench_") -> tuple[Dataset, float]:
+    began = time.perf_counter()
+    dataset = generate(
+        users=config.users,
+        median_followees=config.median_followees,
+        followee_sigma=config.followee_sigma,
+        celebrities=config.celebrities,
+        threshold=config.celebrity_threshold,
+        tweets_per_user=config.tweets_per_user,
+        celebrity_tweets=config.celebrity_tweets,
+        history_days=config.history_days,
+        seed=config.seed,
+        now_ms=int(time.time() * 1000),
+        handle_prefix=handle_prefix,
+    )
+    return dataset, time.perf_counter() - began
+
+
+def load_dataset(database_url: str, dataset: Dataset) -> dict[str, Any]:
+    rows = dataset.users + len(dataset.follower_idx) + 2 * len(dataset.tweet_ids)
+    bar = Progress("loading with COPY", rows, unit="rows")
+    loaded = load(database_url, dataset, password_hash(), progress=bar.advance)
+    bar.close()
+    return {
+        "rows": loaded.rows,
+        "load_seconds": loaded.seconds,
+        "vacuum_seconds": loaded.vacuum_seconds,
+        "rows_per_second": loaded.rows_per_second,
+    }
+
+
+def _started(results: dict[str, Any], config: BenchConfig) -> None:
+    results.update(
+        {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {**machine(), "python": platform.python_version(), "platform": platform.platform()},
+            "config": config_dict(config),
+            "modes": {},
+        }
+    )
+    cores = results["machine"]["cpu_count"]
+    _say(f"chirp bench: {cores} cores, load average {results['machine']['load_average']}")
+
+
+def _finished(results: dict[str, Any], began: float) -> None:
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["duration_seconds"] = round(time.monotonic() - began, 1)
+    results["machine"]["load_average_end"] = machine()["load_average"]
+
+
+async def run_own_stack(config: BenchConfig) -> dict[str, Any]:
+    """Everything on a PostgreSQL, Redis and stack of the benchmark's own, in a temporary folder."""
+    began = time.monotonic()
+    results: dict[str, Any] = {}
+    _started(results, config)
+    root = Path(tempfile.mkdtemp(prefix="chirp-bench-"))
+    infra = Infrastructure(root)
+    try:
+        await asyncio.to_thread(infra.start)
+        dataset, generate_seconds = await asyncio.to_thread(build_dataset, config)
+        base_url = await asyncio.to_thread(infra.create_database, BASE_DATABASE)
+        await migrate_all(base_url)
+        results["dataset"] = {
+            **dataset.shape(),
+            "generate_seconds": generate_seconds,
+            **await asyncio.to_thread(load_dataset, base_url, dataset),
+        }
+        await asyncio.to_thread(infra.enable_statement_counts, BASE_DATABASE)
+        plan = await asyncio.to_thread(make_plan, dataset, config)
+        for number, mode in enumerate(config.modes):
+            last = number == len(config.modes) - 1
+            await _one_mode(config, infra, root, plan, mode, results, ceiling=number == 0, speedup=last)
+    finally:
+        await asyncio.to_thread(infra.stop)
+        shutil.rmtree(root, ignore_errors=True)
+    _finished(results, began)
+    return results
+
+
+async def _one_mode(
+    config: BenchConfig,
+    infra: Infrastructure,
+    root: Path,
+    plan: Plan,
+    mode: str,
+    results: dict[str, Any],
+    *,
+    ceiling: bool,
+    speedup: bool,
+) -> None:
+    database = f"bench_{mode}"
+    database_url = await asyncio.to_thread(infra.create_database, database, BASE_DATABASE)
+    await asyncio.to_thread(infra.flush_redis)
+
+    def settings_for(processes: int) -> Settings:
+        return stack_settings(
+            root,
+            database_url,
+            infra.redis_url,
+            mode=mode,
+            threshold=config.celebrity_threshold,
+            fanout_workers=config.fanout_workers,
+            processes=processes,
+        )
+
+    _say(f"-- mode {mode}: starting {config.processes} worker process(es)")
+    settings = settings_for(config.processes)
+    supervisor = await start_stack(settings, config.processes)
+    reads: dict[str, Any] = {}
+    try:
+        stack = _under_test(mode, settings, supervisor, infra)
+        results["modes"][mode] = await measure_mode(config, stack, plan)
+        if ceiling:
+            results["ceiling"] = await measure_ceiling(config, stack, plan)
+        if speedup:
+            accounts = await login(stack.targets.url, plan.accounts, BENCH_PASSWORD)
+            reads[str(config.processes)] = await measure_reads(config, stack, accounts, plan)
+    finally:
+        await supervisor.stop()
+    if speedup:
+        # The same reads with the stack restarted at the other process count (1, or 2 when the
+        # runs used 1): same database, same warm Redis, same tokens.
+        other = 1 if config.processes > 1 else 2
+        _say(f"-- speed-up: restarting with {other} worker process(es)")
+        settings = settings_for(other)
+        supervisor = await start_stack(settings, other)
+        try:
+            restarted = _under_test(mode, settings, supervisor, infra)
+            reads[str(other)] = await measure_reads(config, restarted, accounts, plan)
+        finally:
+            await supervisor.stop()
+        results["speedup"] = speedup_figures(mode, reads)
+    await asyncio.to_thread(infra.drop_database, database)
+
+
+def speedup_figures(mode: str, reads: dict[str, Any]) -> dict[str, Any]:
+    """Timeline reads/s through the gateway with 1 process and with the larger count."""
+    counts = sorted(reads, key=int)
+    one, many = reads[counts[0]], reads[counts[-1]]
+    base = one["ops"]["timeline_read"]["throughput"]
+    scaled = many["ops"]["timeline_read"]["throughput"]
+    return {
+        "mode": mode,
+        "processes": [int(count) for count in counts],
+        "runs": reads,
+        "speedup": scaled / base if base else None,
+    }
+
+
+def _under_test(
+    label: str, settings: Settings, supervisor: Supervisor, infra: Infrastructure | None
+) -> StackUnderTest:
+    where = supervisor.addresses
+    metrics = []
+    if settings.metrics_port:
+        metrics = [
+            f"http://{settings.host}:{settings.metrics_port + i}/metrics" for i in range(supervisor.processes)
+        ]
+    pids: dict[str, Callable[[], list[int]]] = {"stack": supervisor.pids}
+    if infra is not None:
+        pids.update({"postgres": infra.postgres_pids, "redis": infra.redis_pids})
+    return StackUnderTest(
+        label=label,
+        targets=Targets(where["http"], where["graph"], where["tweets"], where["timeline"]),
+        database_url=str(settings.database_url),
+        redis_url=settings.redis_url,
+        events_stream=settings.events_stream,
+        metrics_urls=metrics,
+        pids=pids,
+        processes=supervisor.processes,
+    )
+
+
+async def run_external(
+    config: BenchConfig,
+    *,
+    url: str,
+    targets: dict[str, str],
+    database_url: str,
+    redis_url: str | None,
+    label: str,
+) -> dict[str, Any]:
+    """One mode against a stack running elsewhere: the dataset is loaded next to its data (new
+    handles), nothing is restarted or flushed, CPU is not measured."""
+    began = time.monotonic()
+    results: dict[str, Any] = {}
+    _started(results, config)
+    prefix = f"b{int(time.time()) % 1_000_000}_"
+    dataset, generate_seconds = await asyncio.to_thread(build_dataset, config, prefix)
+    results["dataset"] = {
+        **dataset.shape(),
+        "generate_seconds": generate_seconds,
+        **await asyncio.to_thread(load_dataset, database_url, dataset),
+    }
+    plan = await asyncio.to_thread(make_plan, dataset, config)
+    stack = StackUnderTest(
+        label=label,
+        targets=Targets(url, targets["graph"], targets["tweets"], targets["timeline"]),
+        database_url=database_url,
+        redis_url=redis_url,
+        events_stream=Settings().events_stream,
+        metrics_urls=[],
+        pids={},
+        processes=0,
+    )
+    results["modes"][label] = await measure_mode(config, stack, plan)
+    results["ceiling"] = await measure_ceiling(config, stack, plan)
+    _finished(results, began)
+    return results

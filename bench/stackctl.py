@@ -1,0 +1,175 @@
+"""The benchmark's own PostgreSQL and Redis (in a temporary directory, loopback only) and the
+Chirp stack it restarts per timeline mode: `chirp up --processes N`'s Supervisor against them.
+
+PostgreSQL preloads pg_stat_statements (set with ALTER SYSTEM in this throw-away cluster only),
+so the statements per timeline read are counted, not estimated. Each mode gets a fresh copy of
+the loaded database (CREATE DATABASE ... TEMPLATE) and an emptied Redis, so every mode starts
+from the same data and cold timelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import redis
+
+from bench.cpu import pid_from_file, with_children
+from chirp_core.embedded_pg import EmbeddedPostgres
+from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_core.processes import Supervisor
+from chirp_core.settings import Settings
+
+BASE_DATABASE = "bench_base"
+
+
+class Infrastructure:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.postgres = EmbeddedPostgres(root / "pg")
+        self.redis = EmbeddedRedis(root / "redis")
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def database_url(self, name: str) -> str:
+        return self.postgres.url(name)
+
+    def start(self) -> None:
+        self.postgres.start()
+        with psycopg.connect(self.postgres.dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        self.postgres.stop()
+        self.postgres.start()
+        self.redis.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.redis.stop()
+        self.postgres.stop()
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        with psycopg.connect(self.postgres.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if template:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+            else:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def enable_statement_counts(self, name: str) -> None:
+        with psycopg.connect(self.database_url(name), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.postgres.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def flush_redis(self) -> None:
+        with redis.Redis.from_url(self.redis_url) as client:
+            client.flushall()
+
+    def postgres_pids(self) -> list[int]:
+        pid = pid_from_file(self.postgres.pgdata / "postmaster.pid")
+        return with_children(pid) if pid else []
+
+    def redis_pids(self) -> list[int]:
+        pid = pid_from_file(self.redis.pid_file)
+        return [pid] if pid else []
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free right now (a later bind can still race another program)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def consecutive_free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive free ports."""
+    for _ in range(200):
+        (first,) = free_ports(1, host)
+        if first + count > 65535:
+            continue
+        try:
+            held = []
+            for port in range(first, first + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return first
+    raise OSError(f"no {count} consecutive free ports")
+
+
+def stack_settings(
+    root: Path,
+    database_url: str,
+    redis_url: str,
+    *,
+    mode: str,
+    threshold: int,
+    fanout_workers: int | None,
+    processes: int,
+) -> Settings:
+    """A stack on fixed free ports (shared by its workers), rate limits off, quiet logs."""
+    graph, tweets, timeline, auth, http = free_ports(5)
+    settings = Settings(
+        data_dir=root / "data",
+        database_url=database_url,
+        redis_url=redis_url,
+        graph_port=graph,
+        tweets_port=tweets,
+        timeline_port=timeline,
+        auth_port=auth,
+        http_port=http,
+        metrics_port=consecutive_free_ports(processes),
+        rate_limits="off",
+        log_level="WARNING",
+        shutdown_grace_seconds=1.0,
+        timeline_mode=mode,
+        celebrity_threshold=threshold,
+    )
+    return settings if fanout_workers is None else settings.with_changes(fanout_workers=fanout_workers)
+
+
+async def start_stack(settings: Settings, processes: int) -> Supervisor:
+    """Start the workers and wait until the gateway reports every upstream SERVING."""
+    supervisor = Supervisor(settings, processes)
+    await supervisor.start()
+    try:
+        await wait_healthy(supervisor.url)
+    except BaseException:
+        await supervisor.stop()
+        raise
+    return supervisor
+
+
+async def wait_healthy(url: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession(base_url=url) as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get("/healthz") as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url}/healthz did not answer 200 in {within:.0f} s")
+            await asyncio.sleep(0.2)

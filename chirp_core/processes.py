@@ -1,0 +1,333 @@
+"""`chirp up --processes N`: one PostgreSQL and one Redis, and N worker processes that each run
+the whole mesh (graph, tweets, timeline, the edge services and the REST gateway) on the SAME
+ports, so one machine's cores all serve.
+
+The kernel spreads new connections over the workers' listeners (SO_REUSEPORT: gRPC servers set
+it by default on Linux; the gateway's aiohttp site is given it in the worker, see
+`_share_http_port`). A connection stays with the worker that accepted it, so load spreads by
+connection: a client holding one long-lived gRPC channel talks to one worker.
+
+Each worker is its own Snowflake node (settings.node_id + index) and serves its metrics, when
+enabled, on settings.metrics_port + index. The supervisor reports a worker that exits on its own
+and starts it again, at most MAX_RESTARTS times within RESTART_WINDOW_SECONDS; past that it stops
+everything and `chirp up` exits non-zero. SIGINT / SIGTERM stop the workers (SIGTERM, SIGKILL
+after the shutdown grace plus STOP_MARGIN_SECONDS), then Redis, then PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from chirp_core.settings import Settings
+
+log = logging.getLogger("chirp.processes")
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+READY_TIMEOUT_SECONDS = 120.0
+STOP_MARGIN_SECONDS = 10.0
+SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port", "http_port")
+
+
+class WorkerFailed(RuntimeError):
+    """A worker exited before it was ready, or kept crashing."""
+
+    def __init__(self, index: int, exitcode: int | None, detail: str = "") -> None:
+        super().__init__(f"worker {index} exited with code {exitcode}{': ' + detail if detail else ''}")
+        self.index = index
+        self.exitcode = exitcode
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """The settings of worker `index`: its own Snowflake node and metrics port."""
+    node_id = settings.node_id + index
+    if node_id > 1023:
+        raise ValueError(f"CHIRP_NODE_ID + worker index must stay <= 1023 (worker {index}: {node_id})")
+    metrics_port = settings.metrics_port
+    if metrics_port:
+        metrics_port += index
+    return settings.with_changes(node_id=node_id, metrics_port=metrics_port)
+
+
+def check_shared_ports(settings: Settings, processes: int) -> None:
+    """Several workers can share a port only when it is fixed: port 0 means one per listener."""
+    if processes > 1:
+        zero = [name for name in SHARED_PORTS if getattr(settings, name) == 0]
+        if zero:
+            flags = ", ".join("--" + name.replace("_", "-") for name in zero)
+            raise ValueError(f"--processes > 1 needs fixed ports; pick free ones for {flags}")
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: BaseProcess
+    conn: multiprocessing.connection.Connection
+    started_at: float
+    ready: dict[str, str] = field(default_factory=dict)
+
+
+class Supervisor:
+    """N worker processes on shared ports, against settings.database_url and settings.redis_url
+    (both required: the caller starts PostgreSQL and Redis once for all workers)."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("--processes must be >= 1")
+        if not settings.database_url or not settings.redis_url:
+            raise ValueError("the workers need settings.database_url and settings.redis_url")
+        check_shared_ports(settings, processes)
+        self.settings = settings
+        self.processes = processes
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, _Worker] = {}
+        self._restarts: deque[float] = deque()
+        self._failed: asyncio.Future[WorkerFailed] | None = None
+        self._stopping = False
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Where the stack listens (the same for every worker): graph, tweets, timeline, auth, http."""
+        return dict(self._workers[0].ready) if self._workers else {}
+
+    @property
+    def url(self) -> str:
+        return self.addresses.get("http", "")
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers.values() if w.process.pid is not None]
+
+    async def start(self) -> None:
+        """Start every worker and wait until each serves; on a failure stop them all and raise."""
+        loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
+        try:
+            for index in range(self.processes):
+                self._spawn(index)
+            for worker in list(self._workers.values()):
+                await self._wait_ready(worker)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def wait_failed(self) -> WorkerFailed:
+        """Returns once a worker crashed more often than the restart budget allows."""
+        assert self._failed is not None, "start() first"
+        return await asyncio.shield(self._failed)
+
+    async def stop(self) -> None:
+        """SIGTERM every worker, wait for a clean exit, SIGKILL what is left after the grace."""
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for worker in workers:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(worker.process.sentinel)
+            if worker.process.is_alive():
+                worker.process.terminate()
+        deadline = self.settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
+        for worker in workers:
+            await asyncio.to_thread(worker.process.join, deadline)
+            if worker.process.is_alive():
+                log.warning(
+                    "worker %d (pid %s) did not stop in time; killing it", worker.index, worker.process.pid
+                )
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.join)
+            elif worker.process.exitcode not in (0, -signal.SIGTERM):
+                log.warning("worker %d stopped with code %s", worker.index, worker.process.exitcode)
+            worker.conn.close()
+
+    def _spawn(self, index: int) -> None:
+        parent_end, child_end = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(worker_settings(self.settings, index), index, child_end),
+            name=f"chirp-worker-{index}",
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(index, process, parent_end, time.monotonic())
+        self._workers[index] = worker
+        asyncio.get_running_loop().add_reader(process.sentinel, self._exited, worker)
+
+    async def _wait_ready(self, worker: _Worker) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not worker.conn.poll(0):
+            if not worker.process.is_alive() and not worker.conn.poll(0):
+                raise WorkerFailed(worker.index, worker.process.exitcode, "before it was ready")
+            if time.monotonic() > deadline:
+                raise WorkerFailed(worker.index, None, f"not ready after {READY_TIMEOUT_SECONDS:.0f} s")
+            await asyncio.sleep(0.05)
+        try:
+            message: dict[str, str] = worker.conn.recv()
+        except EOFError:
+            raise WorkerFailed(worker.index, worker.process.exitcode, "before it was ready") from None
+        if "error" in message:
+            raise WorkerFailed(worker.index, worker.process.exitcode, message["error"])
+        worker.ready = message
+
+    def _exited(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(worker.process.sentinel)
+        if self._stopping or self._workers.get(worker.index) is not worker:
+            return
+        worker.process.join(1)  # it has exited (its sentinel closed): this only reaps it
+        code = worker.process.exitcode
+        log.error("worker %d (pid %s) exited with code %s", worker.index, worker.process.pid, code)
+        print(
+            f"chirp: worker {worker.index} (pid {worker.process.pid}) exited with code {code}",
+            file=sys.stderr,
+        )
+        worker.conn.close()
+        now = time.monotonic()
+        while self._restarts and self._restarts[0] < now - RESTART_WINDOW_SECONDS:
+            self._restarts.popleft()
+        if len(self._restarts) >= MAX_RESTARTS:
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_result(WorkerFailed(worker.index, code, "too many restarts"))
+            return
+        self._restarts.append(now)
+        restart = loop.create_task(self._restart(worker.index))
+        self._pending.add(restart)
+        restart.add_done_callback(self._pending.discard)
+
+    async def _restart(self, index: int) -> None:
+        await asyncio.sleep(1.0)
+        if self._stopping:
+            return
+        self._spawn(index)
+        try:
+            await self._wait_ready(self._workers[index])
+        except WorkerFailed as failure:
+            log.error("%s", failure)
+            return
+        log.warning("worker %d restarted (pid %s)", index, self._workers[index].process.pid)
+
+
+def _worker_main(settings: Settings, index: int, conn: multiprocessing.connection.Connection) -> None:
+    # Ctrl-C reaches the whole process group; the supervisor answers it by stopping us in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from chirp_core.cli import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(_serve_worker(settings, index, conn))
+    except Exception as exc:
+        log.exception("worker %d failed", index)
+        with contextlib.suppress(OSError, BrokenPipeError):
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        sys.exit(1)
+
+
+async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.connection.Connection) -> None:
+    from chirp_core.stack import start_stack
+
+    _share_http_port()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stack = await start_stack(settings)
+    try:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        conn.send(
+            {
+                "graph": stack.address("graph"),
+                "tweets": stack.address("tweets"),
+                "timeline": stack.address("timeline"),
+                "auth": stack.edge.settings.auth_target if stack.edge else "",
+                "http": f"http://{host}:{stack.edge.gateway.port}" if stack.edge else "",
+            }
+        )
+        # The supervisor's end of the pipe closes when it dies: stop rather than live on orphaned.
+        loop.add_reader(conn.fileno(), stop.set)
+        log.info("worker %d serving (node %d)", index, settings.node_id)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(conn.fileno())
+        await stack.stop()
+
+
+def _share_http_port() -> None:
+    """Make every aiohttp TCPSite of this worker process set SO_REUSEPORT, so the gateways of all
+    workers bind settings.http_port together. edge_proxy.gateway builds its TCPSite with no socket
+    options; once it passes reuse_port itself, this can go."""
+    from aiohttp import web
+
+    base: Any = web.TCPSite
+    if getattr(base, "shares_port", False):
+        return
+
+    class SharedPortSite(base):  # type: ignore[misc]  # subclassing a value typed Any
+        shares_port = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("reuse_port", True)
+            super().__init__(*args, **kwargs)
+
+    web.TCPSite = SharedPortSite  # type: ignore[misc]  # process-wide on purpose: this worker only
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+async def run(settings: Settings, processes: int, *, announce: Callable[[str], None] = _announce) -> int:
+    """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
+    kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
+    from chirp_core.stack import start_postgres, start_redis
+
+    check_shared_ports(settings, processes)
+    began = time.monotonic()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    database_url, postgres = await start_postgres(settings)
+    redis_server = None
+    supervisor: Supervisor | None = None
+    try:
+        redis_url, redis_server = await start_redis(settings)
+        settings = settings.with_changes(database_url=database_url, redis_url=redis_url)
+        supervisor = Supervisor(settings, processes)
+        await supervisor.start()
+        where = supervisor.addresses
+        endpoints = " ".join(f"{name}={where[name]}" for name in ("graph", "tweets", "timeline"))
+        announce(
+            f"chirp: ready in {time.monotonic() - began:.2f}s at {supervisor.url} "
+            f"({'embedded' if postgres else 'external'} PostgreSQL, "
+            f"{'embedded' if redis_server else 'external'} Redis) {endpoints} processes={processes}"
+        )
+        failed = asyncio.ensure_future(supervisor.wait_failed())
+        signalled = asyncio.ensure_future(stopping.wait())
+        done, _ = await asyncio.wait({failed, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if failed in done:
+            log.error("stopping: %s", failed.result())
+            return 1
+        failed.cancel()
+        log.info("stopping")
+        return 0
+    finally:
+        if supervisor is not None:
+            await supervisor.stop()
+        if redis_server is not None:
+            await asyncio.to_thread(redis_server.stop)
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)

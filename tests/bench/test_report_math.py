@@ -1,0 +1,170 @@
+"""Percentiles, summaries, merging the load processes' results, and the report built from them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from bench import parse_targets
+from bench.config import Mix, build_parser, config_from_args
+from bench.driver import OpResult, ProcessResult, merge
+from bench.report import markdown, per_core
+from bench.stats import percentile, ratio, summarize
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 90) == pytest.approx(90.1)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 0) == 1 and percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(values, 101)
+
+
+def test_summary_is_in_milliseconds_and_counts_errors_apart() -> None:
+    summary = summarize([0.001, 0.002, 0.003, 0.004], errors=2, seconds=2.0)
+    assert summary.count == 4 and summary.errors == 2
+    assert summary.throughput == pytest.approx(2.0)
+    assert summary.p50 == pytest.approx(2.5)
+    assert summary.max == pytest.approx(4.0)
+    assert summary.mean == pytest.approx(2.5)
+    empty = summarize([], errors=1, seconds=1.0).as_dict()
+    assert empty["p50"] is None and empty["throughput"] == 0.0
+
+
+def test_ratio_is_none_when_it_cannot_be_computed() -> None:
+    assert ratio(1.0, 4.0) == 0.25
+    assert ratio(None, 4.0) is None
+    assert ratio(1.0, 0.0) is None
+    assert ratio(math.nan, 1.0) is None
+
+
+def test_merge_adds_throughput_per_process_and_pools_latencies() -> None:
+    fast = ProcessResult({"timeline_read": OpResult([0.001] * 100)}, window=10.0, cpu_seconds=1.0)
+    slow = ProcessResult({"timeline_read": OpResult([0.003] * 50, errors=1, samples=["x"])}, 10.0, 2.0)
+    outcome = merge([fast, slow])
+    reads = outcome.summaries["timeline_read"]
+    assert reads.count == 150 and reads.errors == 1
+    assert reads.throughput == pytest.approx(15.0)
+    assert reads.p50 == pytest.approx(1.0)
+    assert reads.max == pytest.approx(3.0)
+    assert outcome.load_cpu_seconds == 3.0
+    assert outcome.error_samples["timeline_read"] == ["x"]
+
+
+def test_mix_and_flags() -> None:
+    assert Mix.parse("90,8,2") == Mix(0.9, 0.08, 0.02)
+    with pytest.raises(ValueError):
+        Mix.parse("1,2")
+    config = config_from_args(
+        build_parser().parse_args(["--quick", "--users", "4000", "--modes", "pull,hybrid"])
+    )
+    assert config.quick and config.users == 4000 and config.modes == ("pull", "hybrid")
+    assert config_from_args(build_parser().parse_args(["--seconds", "5"])).rest_seconds == 5.0
+    assert parse_targets("timeline=10.0.0.1:1")["timeline"] == "10.0.0.1:1"
+    with pytest.raises(ValueError):
+        parse_targets("nonsense")
+
+
+def _op(throughput: float, p50: float, count: int = 100) -> dict[str, Any]:
+    latencies = {"p50": p50, "p90": p50 * 2, "p99": p50 * 3, "max": p50 * 4, "mean": p50}
+    return {"count": count, "errors": 0, "seconds": 10.0, "throughput": throughput, **latencies}
+
+
+def _mode(reads: float, statements: float) -> dict[str, Any]:
+    run = {
+        "ops": {
+            "timeline_read": _op(reads, 10.0, count=950),
+            "tweet": _op(4.0, 20.0, 40),
+            "follow": _op(1, 9, 10),
+        },
+        "window_seconds": 10.0,
+        "cpu_seconds": {"stack": 2.0, "postgres": 0.5, "redis": 0.1, "load": 0.4},
+    }
+    lag = {"p50": 5.0, "p99": 9.0, "errors": 0, "samples_ms": [5.0, 9.0]}
+    return {
+        "processes": 2,
+        "rest": run,
+        "grpc": run,
+        "writes": {
+            "ops": {"tweet": _op(100.0, 5.0, 300)},
+            "window_seconds": 3.0,
+            "cpu_seconds": {"stack": 0.6, "postgres": 0.3, "redis": 0.03},
+            "tail_cpu_seconds": {"stack": 0.3},
+            "timelines_written": 1200.0,
+        },
+        "fanout_lag": {"ordinary": lag, "celebrity": lag},
+        "cold_rebuild": _op(0, 30.0),
+        "postgres": {"method": "counted", "statements_per_read": statements, "warm_read": _op(0, 3.0)},
+        "redis": {"after_first_reads": {"used_memory": 2**20}, "warm_reader_bytes": 1000.0},
+    }
+
+
+def results() -> dict[str, Any]:
+    return {
+        "started_at": "now",
+        "machine": {"cpu_count": 2, "memory_gib": 4.0, "load_average": [0.5, 0.4, 0.3]},
+        "dataset": {
+            "users": 10,
+            "follows": 20,
+            "followees_median": 2,
+            "followees_max": 5,
+            "followers_median": 2,
+            "followers_p99": 8,
+            "followers_max": 9,
+            "celebrities": 1,
+            "celebrity_threshold": 8,
+            "tweets": 30,
+            "generate_seconds": 0.1,
+            "load_seconds": 0.2,
+            "rows_per_second": 300.0,
+            "vacuum_seconds": 0.1,
+        },
+        "config": {
+            "seed": 1,
+            "mix": {"read": 0.95, "tweet": 0.04, "follow": 0.01},
+            "load_processes": 2,
+            "concurrency": 8,
+            "timeline_limit": 20,
+            "active_users": 5,
+            "rest_seconds": 10,
+            "grpc_seconds": 10,
+            "lag_followers": 4,
+            "lag_poll_seconds": 0.025,
+            "lag_timeout_seconds": 30,
+        },
+        "modes": {"pull": _mode(300.0, 4.0), "hybrid": _mode(600.0, 0.0)},
+        "ceiling": {"processes": 2, "rest": {"ops": {"healthz": _op(1200.0, 5.0)}}, "grpc": {"ops": {}}},
+        "speedup": {
+            "mode": "hybrid",
+            "processes": [1, 2],
+            "speedup": 1.5,
+            "runs": {
+                "1": {"ops": {"timeline_read": _op(400.0, 9.0)}},
+                "2": {"ops": {"timeline_read": _op(600.0, 7.0)}},
+            },
+        },
+    }
+
+
+def test_per_core_charges_a_run_s_cpu_to_its_requests() -> None:
+    figures = per_core(results())["hybrid"]
+    assert figures["rest"]["requests"] == 1000
+    assert figures["rest"]["stack_cpu_ms_per_request"] == pytest.approx(2.0)
+    assert figures["rest"]["requests_per_stack_cpu_second"] == pytest.approx(500.0)
+    assert figures["writes"]["stack_cpu_ms_per_tweet"] == pytest.approx(3.0)
+    assert figures["writes"]["timelines_written_per_tweet"] == pytest.approx(4.0)
+
+
+def test_markdown_reports_each_mode_against_the_ceiling_and_pull() -> None:
+    text = markdown(results(), "chirp bench --quick")
+    assert "| hybrid | REST | 600.0 | 10.0 | 20.0 | 30.0 | 40.0 | 0 | 50% |" in text
+    assert "| pull | REST | 300.0 |" in text and "25%" in text
+    assert "| REST reads/s | 300.00 | 600.00 | 2.00x | hybrid |" in text
+    assert "Speed-up from 1 to 2 processes: 1.50x" in text
+    assert "load average (1/5/15 min) 0.50 / 0.40 / 0.30" in text

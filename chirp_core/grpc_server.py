@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from chirp_core.metrics import Metrics
 from chirp_core.rpc import ServerInterceptor
 
 log = logging.getLogger("chirp.server")
+CLOSE_TIMEOUT_SECONDS = 5.0
 AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]  # not in grpc-stubs
 
 
@@ -37,7 +39,13 @@ class RunningServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
         for close in reversed(self.on_stop):
-            await close()
+            # A shutdown never hangs: a step stuck on a dead peer is abandoned after a bound.
+            try:
+                await asyncio.wait_for(close(), timeout=grace + CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "%s: a shutdown step took over %.1fs; moving on", self.name, grace + CLOSE_TIMEOUT_SECONDS
+                )
         log.info("%s stopped", self.name)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,20 +43,29 @@ class Stack:
 
     async def stop(self) -> None:
         """Stop in the reverse order of start: the gateway first, PostgreSQL last."""
+        bound = self.settings.shutdown_grace_seconds + 10
         if self.edge is not None:
-            await self.edge.stop()
+            await _bounded(self.edge.stop(), bound, "the edge")
             self.edge = None
         if self.metrics_server is not None:
-            await self.metrics_server.stop()
+            await _bounded(self.metrics_server.stop(), bound, "the metrics endpoint")
             self.metrics_server = None
         for name in reversed(list(self.servers)):
-            await self.servers.pop(name).stop(self.settings.shutdown_grace_seconds)
+            await _bounded(self.servers.pop(name).stop(self.settings.shutdown_grace_seconds), bound, name)
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop)
             self.redis = None
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             self.postgres = None
+
+
+async def _bounded(step: Awaitable[None], seconds: float, what: str) -> None:
+    """Run a shutdown step, abandoning it after `seconds`: stopping must never hang."""
+    try:
+        await asyncio.wait_for(step, timeout=seconds)
+    except TimeoutError:
+        log.warning("stopping %s took over %.0fs; moving on", what, seconds)
 
 
 async def start_postgres(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 from chirp_core.embedded_redis import open_redis
 from chirp_core.metrics import Metrics
 from chirp_core.settings import Settings
+from chirp_core.tasks import stop_tasks
 
 log = logging.getLogger("chirp.outbox")
 
@@ -83,6 +84,7 @@ class OutboxRelay:
         self._relayed = metrics.relayed.labels(self._label)
         self._failures = metrics.relay_failures.labels(self._label)
         self._wake = asyncio.Event()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._next_purge = 0.0
 
@@ -93,9 +95,8 @@ class OutboxRelay:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        await stop_tasks(self._tasks, "outbox relay")
         self._tasks = []
 
     async def relay_once(self) -> int:
@@ -138,7 +139,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 while await self.relay_once() == BATCH_SIZE:
                     pass
@@ -164,7 +165,7 @@ class OutboxRelay:
     async def _listen(self) -> None:
         """Set the wake event on each NOTIFY; reconnect with a backoff when the connection drops."""
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
                     await conn.execute(

@@ -1,0 +1,22 @@
+"""Stopping background asyncio tasks for sure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger("chirp.tasks")
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], what: str) -> None:
+    """Cancel and wait. Python 3.11 may turn a cancellation that meets a timeout inside a library
+    into a TimeoutError (asyncio.timeout), which a retry loop then survives: cancel again until
+    every task has ended, for at most five seconds."""
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(50):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    log.warning("%d %s tasks did not stop", len(pending), what)

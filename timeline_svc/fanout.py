@@ -42,6 +42,7 @@ from redis.exceptions import ResponseError
 
 from chirp_core.metrics import Metrics
 from chirp_core.snowflake import timestamp_of
+from chirp_core.tasks import stop_tasks
 from timeline_svc.cache import TweetCache
 from timeline_svc.home import Builder
 from timeline_svc.models import Entry
@@ -122,7 +123,7 @@ class FanoutApplier:
     async def _created(self, entry: Entry) -> None:
         celebrity = await self._is_celebrity(entry.author_id)
         await self._store.push_recent(entry, announce=celebrity)
-        written = await self._store.push([entry.author_id], entry)
+        written = 0
         if not celebrity:
             replied = entry.reply_to_user_id
             async for batch in self._graph.follower_batches(entry.author_id, self._batch_size):
@@ -131,6 +132,8 @@ class FanoutApplier:
                     keep.add(replied)
                     batch = [f for f in batch if f in keep]
                 written += await self._store.push(batch, entry)
+        # The author's own timeline last: once it has the tweet, every follower's has too.
+        written += await self._store.push([entry.author_id], entry)
         self._metrics.fanout_timelines.inc(written)
         lag = time.time() - timestamp_of(entry.tweet_id).timestamp()
         self._metrics.fanout_lag.labels("celebrity" if celebrity else "push").observe(max(0.0, lag))
@@ -153,17 +156,18 @@ class FanoutApplier:
         if count is not None:
             await self._count(followee, int(count), event.seq)
         follow = event.type == "followed"
-        merge = follow and not await self._is_celebrity(followee)
         deadline = time.monotonic() + BUILD_WAIT_SECONDS
         delay = 0.02
         while True:
-            outcome = await self._store.apply_edge(reader, followee, event.seq, follow=follow, merge=merge)
-            if outcome != "need_recent":
-                return
+            # A celebrity's tweets are merged at read time, not copied: asked again at each try,
+            # as the follower count may have crossed the threshold meanwhile.
+            merge = follow and not await self._is_celebrity(followee)
             if time.monotonic() > deadline:
                 log.warning("follow %d -> %d: gave up merging, a build did not finish", reader, followee)
                 merge = False
-                continue
+            outcome = await self._store.apply_edge(reader, followee, event.seq, follow=follow, merge=merge)
+            if outcome != "need_recent":
+                return
             await self._builder.load_recent(followee)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -227,6 +231,7 @@ class FanoutWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self._prefix = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._group_ready = False
+        self._stopping = False
         # Failed attempts per event that failed for a reason a retry does not cure.
         self._failures: dict[Any, int] = {}
 
@@ -236,16 +241,16 @@ class FanoutWorkers:
             self._tasks.append(asyncio.create_task(self.consume(name), name=f"fanout {name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Cancel the consumers. An event being applied stays pending and is taken over later."""
+        self._stopping = True
+        await stop_tasks(self._tasks, "fan-out consumer")
         self._tasks = []
 
     async def consume(self, consumer: str) -> None:
         """Read, apply, acknowledge; now and then take over what a dead consumer left."""
         backoff = 0.05
         next_claim = time.monotonic() + self._claim_every
-        while True:
+        while not self._stopping:
             try:
                 await self.ensure_group()
                 if time.monotonic() >= next_claim:
@@ -256,6 +261,8 @@ class FanoutWorkers:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    return
                 if "NOGROUP" in str(exc):  # Redis was flushed or restarted empty
                     self._group_ready = False
                     continue

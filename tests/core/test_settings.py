@@ -22,3 +22,16 @@ def test_bad_values_name_the_variable() -> None:
         Settings.from_env({"CHIRP_GRAPH_PORT": "eighty"})
     with pytest.raises(ValueError, match="CHIRP_NODE_ID"):
         Settings.from_env({"CHIRP_NODE_ID": "5000"})
+
+
+def test_timeline_settings_are_checked_and_metrics_can_be_turned_off() -> None:
+    settings = Settings.from_env(
+        {"CHIRP_TIMELINE_MODE": "push", "CHIRP_FANOUT_WORKERS": "4", "CHIRP_METRICS_PORT": "off"}
+    )
+    assert (settings.timeline_mode, settings.fanout_workers, settings.metrics_port) == ("push", 4, None)
+    assert Settings().timeline_mode == "hybrid"
+    assert Settings().celebrity_threshold == 10_000
+    with pytest.raises(ValueError, match="CHIRP_TIMELINE_MODE"):
+        Settings.from_env({"CHIRP_TIMELINE_MODE": "fanout"})
+    with pytest.raises(ValueError, match="CHIRP_TIMELINE_SIZE"):
+        Settings.from_env({"CHIRP_TIMELINE_SIZE": "5000"})

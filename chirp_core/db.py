@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from chirp_core.errors import Unavailable
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.db")
@@ -27,6 +32,39 @@ async def open_pool(settings: Settings, dsn: str, name: str) -> AsyncConnectionP
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+class Connections:
+    """A service's pool, handing out connections for reading or for one transaction. A pool
+    timeout, a lost connection or a server shutting down become Unavailable (worth a retry)."""
+
+    def __init__(self, pool: AsyncConnectionPool, database: str) -> None:
+        self._pool = pool
+        self._database = database
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection in autocommit: each statement is its own transaction."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection inside a transaction, committed when the block ends without an error."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: psycopg.OperationalError) -> Unavailable:
+        return Unavailable(
+            f"the {self._database} database is unavailable: {type(exc).__name__}",
+            reason="DATABASE_UNAVAILABLE",
+        )
 
 
 async def migrate(dsn: str, schema: str, package: str) -> list[int]:

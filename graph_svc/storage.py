@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.errors import AlreadyExists, NotFound, Unavailable
+from chirp_core.db import Connections
+from chirp_core.errors import AlreadyExists, NotFound
 from graph_svc.models import Credentials, EdgeUser, FollowEdge, RelationshipRow, Session, User
 
 _USER_COLUMNS = "user_id, handle, display_name, created_at, follower_count, following_count"
@@ -26,25 +26,9 @@ Keyset = tuple[datetime, int]
 
 class GraphStorage:
     def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection in autocommit: each statement is its own transaction."""
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise _unavailable(exc) from exc
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection inside a transaction, committed when the block ends without an error."""
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise _unavailable(exc) from exc
+        connections = Connections(pool, "graph")
+        self._read = connections.read
+        self._write = connections.write
 
     # Accounts and sessions.
 
@@ -254,11 +238,4 @@ async def _add_event(
     await conn.execute(
         "INSERT INTO graph.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
         (event_type, follower_id, Jsonb(payload)),
-    )
-
-
-def _unavailable(exc: psycopg.OperationalError) -> Unavailable:
-    # Covers a pool timeout, a lost connection and a server shutting down: worth a retry.
-    return Unavailable(
-        f"the graph database is unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE"
     )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -12,7 +11,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.errors import Unavailable
+from chirp_core.db import Connections
 from tweets_svc.media_storage import bind_media, release_media, with_media
 from tweets_svc.models import PriorCreate, Tweet, TweetVersion
 
@@ -26,25 +25,9 @@ _NO_MAX_ID = 2**63 - 1
 
 class TweetStorage:
     def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection in autocommit: each statement is its own transaction."""
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise _unavailable(exc) from exc
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection inside a transaction, committed when the block ends without an error."""
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise _unavailable(exc) from exc
+        connections = Connections(pool, "tweets")
+        self._read = connections.read
+        self._write = connections.write
 
     async def get_tweet(self, tweet_id: int) -> Tweet | None:
         """The live tweet, or None when it is unknown or deleted."""
@@ -243,11 +226,4 @@ async def _add_event(conn: AsyncConnection[Any], event_type: str, tweet: Tweet) 
     await conn.execute(
         "INSERT INTO tweets.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
         (event_type, tweet.tweet_id, Jsonb(payload)),
-    )
-
-
-def _unavailable(exc: psycopg.OperationalError) -> Unavailable:
-    # Covers a pool timeout, a lost connection and a server shutting down: worth a retry.
-    return Unavailable(
-        f"the tweets database is unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE"
     )

@@ -75,7 +75,6 @@ class _Worker:
     index: int
     process: BaseProcess
     conn: multiprocessing.connection.Connection
-    started_at: float
     ready: dict[str, str] = field(default_factory=dict)
 
 
@@ -101,7 +100,7 @@ class Supervisor:
     @property
     def addresses(self) -> dict[str, str]:
         """Where the stack listens (the same for every worker): graph, tweets, timeline, auth, http."""
-        return dict(self._workers[0].ready) if self._workers else {}
+        return next((dict(w.ready) for w in self._workers.values() if w.ready), {})
 
     @property
     def url(self) -> str:
@@ -131,6 +130,8 @@ class Supervisor:
     async def stop(self) -> None:
         """SIGTERM every worker, wait for a clean exit, SIGKILL what is left after the grace."""
         self._stopping = True
+        for restart in self._pending:
+            restart.cancel()
         loop = asyncio.get_running_loop()
         workers = list(self._workers.values())
         self._workers.clear()
@@ -139,18 +140,22 @@ class Supervisor:
                 loop.remove_reader(worker.process.sentinel)
             if worker.process.is_alive():
                 worker.process.terminate()
-        deadline = self.settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
-        for worker in workers:
-            await asyncio.to_thread(worker.process.join, deadline)
-            if worker.process.is_alive():
-                log.warning(
-                    "worker %d (pid %s) did not stop in time; killing it", worker.index, worker.process.pid
-                )
-                worker.process.kill()
-                await asyncio.to_thread(worker.process.join)
-            elif worker.process.exitcode not in (0, -signal.SIGTERM):
-                log.warning("worker %d stopped with code %s", worker.index, worker.process.exitcode)
-            worker.conn.close()
+        await asyncio.gather(*(self._reap(worker) for worker in workers))
+
+    async def _reap(self, worker: _Worker) -> None:
+        """Wait for a terminated worker; past the grace plus the margin, kill it."""
+        await asyncio.to_thread(
+            worker.process.join, self.settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
+        )
+        if worker.process.is_alive():
+            log.warning(
+                "worker %d (pid %s) did not stop in time; killing it", worker.index, worker.process.pid
+            )
+            worker.process.kill()
+            await asyncio.to_thread(worker.process.join)
+        elif worker.process.exitcode not in (0, -signal.SIGTERM):
+            log.warning("worker %d stopped with code %s", worker.index, worker.process.exitcode)
+        worker.conn.close()
 
     def _spawn(self, index: int) -> None:
         parent_end, child_end = self._context.Pipe(duplex=False)
@@ -161,7 +166,7 @@ class Supervisor:
         )
         process.start()
         child_end.close()
-        worker = _Worker(index, process, parent_end, time.monotonic())
+        worker = _Worker(index, process, parent_end)
         self._workers[index] = worker
         asyncio.get_running_loop().add_reader(process.sentinel, self._exited, worker)
 

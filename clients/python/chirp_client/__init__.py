@@ -15,7 +15,16 @@ from chirp_client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from chirp_client.models import Page, Relationship, Session, Tweet, TweetVersion, User
+from chirp_client.models import (
+    Media,
+    MediaUploadGrant,
+    Page,
+    Relationship,
+    Session,
+    Tweet,
+    TweetVersion,
+    User,
+)
 
 __all__ = [
     "AlreadyExists",
@@ -25,6 +34,8 @@ __all__ = [
     "Client",
     "FailedPrecondition",
     "InvalidArgument",
+    "Media",
+    "MediaUploadGrant",
     "NotFound",
     "Page",
     "PermissionDenied",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from chirp_client.errors import (
 )
 from chirp_client.models import (
     JsonObject,
+    MediaUploadGrant,
     Page,
     Relationship,
     Session,
@@ -55,18 +57,28 @@ class Call(Generic[T]):
     parse: Callable[[JsonObject], T]
     query: tuple[tuple[str, str], ...] = ()
     body: Mapping[str, object] | None = None
+    #: A body sent as it is, with its Content-Type, to an absolute URL outside the API (the media
+    #: store): no bearer token goes with it, and the answer is not read.
+    form: tuple[bytes, str] | None = None
 
     def url(self, base_url: str) -> str:
+        if self.form is not None:
+            return self.path
         url = base_url.rstrip("/") + self.path
         return f"{url}?{urlencode(self.query)}" if self.query else url
 
     def encoded_body(self) -> bytes | None:
+        if self.form is not None:
+            return self.form[0]
         if self.body is None:
             return None
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
 
     def headers(self, token: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self.form is not None:
+            headers["Content-Type"] = self.form[1]
+            return headers
         if self.body is not None:
             headers["Content-Type"] = "application/json"
         if token:
@@ -77,6 +89,8 @@ class Call(Generic[T]):
         """The parsed answer; a ChirpApiError for an error status."""
         if http_status >= 400:
             raise error_from_response(http_status, body, retry_after=retry_after, http_reason=reason)
+        if self.form is not None:
+            return self.parse({})
         try:
             data = json.loads(body) if body.strip() else {}
         except ValueError as error:
@@ -121,13 +135,43 @@ def get_user(user_id: int) -> Call[User]:
     return Call("GET", f"/users/{_id(user_id)}", User.from_json)
 
 
-def post_tweet(user_id: int, content: str, reply_to: int | None, idempotency_key: str | None) -> Call[Tweet]:
+def post_tweet(
+    user_id: int,
+    content: str,
+    reply_to: int | None,
+    idempotency_key: str | None,
+    media_ids: Sequence[int] = (),
+) -> Call[Tweet]:
     body: dict[str, object] = {"user_id": _id(user_id), "content": content}
     if reply_to is not None:
         body["reply_to"] = _id(reply_to)
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
+    if media_ids:
+        body["media_ids"] = [_id(media_id) for media_id in media_ids]
     return Call("POST", "/tweets", Tweet.from_json, body=body)
+
+
+def create_media_upload(content_type: str, size_bytes: int) -> Call[MediaUploadGrant]:
+    body = {"content_type": content_type, "size_bytes": str(size_bytes)}
+    return Call("POST", "/media", MediaUploadGrant.from_json, body=body)
+
+
+def upload_media(grant: MediaUploadGrant, data: bytes, content_type: str) -> Call[None]:
+    """The file as a multipart/form-data POST to the grant's URL: its fields, then the file."""
+    boundary = f"chirp-{secrets.token_hex(16)}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in grant.fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    form = (b"".join(parts), f"multipart/form-data; boundary={boundary}")
+    return Call("POST", grant.url, _nothing, form=form)
 
 
 def get_tweet(tweet_id: int) -> Call[Tweet]:

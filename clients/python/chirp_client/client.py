@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import urllib.error
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -100,11 +100,23 @@ class Client(Credentials):
         return self._send(api.get_user(user_id))
 
     def post_tweet(
-        self, content: str, reply_to: int | None = None, idempotency_key: str | None = None
+        self,
+        content: str,
+        reply_to: int | None = None,
+        idempotency_key: str | None = None,
+        media_ids: Sequence[int] = (),
     ) -> Tweet:
-        """Post as the logged-in user. Posting again with the same `idempotency_key` returns the
-        first tweet instead of a duplicate, so a post is safe to retry."""
-        return self._send(api.post_tweet(self._me(), content, reply_to, idempotency_key))
+        """Post as the logged-in user, with the media uploaded by `upload_media`. Posting again
+        with the same `idempotency_key` returns the first tweet instead of a duplicate, so a post
+        is safe to retry."""
+        return self._send(api.post_tweet(self._me(), content, reply_to, idempotency_key, media_ids))
+
+    def upload_media(self, data: bytes, content_type: str) -> int:
+        """Upload an image or a video straight to the media store; returns the media ID for
+        `post_tweet`. A type or size the API does not take raises InvalidArgument."""
+        grant = self._send(api.create_media_upload(content_type, len(data)))
+        self._send(api.upload_media(grant, data, content_type))
+        return grant.media_id
 
     def get_tweet(self, tweet_id: int) -> Tweet:
         return self._send(api.get_tweet(tweet_id))
@@ -236,9 +248,18 @@ class AsyncClient(Credentials):
         return await self._send(api.get_user(user_id))
 
     async def post_tweet(
-        self, content: str, reply_to: int | None = None, idempotency_key: str | None = None
+        self,
+        content: str,
+        reply_to: int | None = None,
+        idempotency_key: str | None = None,
+        media_ids: Sequence[int] = (),
     ) -> Tweet:
-        return await self._send(api.post_tweet(self._me(), content, reply_to, idempotency_key))
+        return await self._send(api.post_tweet(self._me(), content, reply_to, idempotency_key, media_ids))
+
+    async def upload_media(self, data: bytes, content_type: str) -> int:
+        grant = await self._send(api.create_media_upload(content_type, len(data)))
+        await self._send(api.upload_media(grant, data, content_type))
+        return grant.media_id
 
     async def get_tweet(self, tweet_id: int) -> Tweet:
         return await self._send(api.get_tweet(tweet_id))

@@ -97,6 +97,57 @@ class User:
 
 
 @dataclass(frozen=True)
+class Media:
+    """An image or a video attached to a tweet."""
+
+    media_id: int
+    #: Where to download it (the CDN); the URL never changes.
+    url: str = ""
+    content_type: str = ""
+    size_bytes: int = 0
+    #: Pixels; 0 for a video.
+    width: int = 0
+    height: int = 0
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Media:
+        return cls(
+            media_id=parse_id(data.get("media_id")),
+            url=_str(data, "url"),
+            content_type=_str(data, "content_type"),
+            size_bytes=_int(data, "size_bytes"),
+            width=_int(data, "width"),
+            height=_int(data, "height"),
+        )
+
+
+@dataclass(frozen=True)
+class MediaUploadGrant:
+    """Where and how to upload a file: an HTML-form POST straight to the media store."""
+
+    media_id: int
+    url: str
+    #: Form fields to send as they are, before the file.
+    fields: Mapping[str, str]
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> MediaUploadGrant:
+        upload = data.get("upload")
+        if not isinstance(upload, dict):
+            raise ValueError("upload: not an object")
+        fields = upload.get("fields", {})
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise ValueError("upload.fields: not an object of strings")
+        return cls(
+            media_id=parse_id(data.get("media_id")),
+            url=_str(upload, "url"),
+            fields=dict(fields),
+            expires_at=parse_timestamp(upload.get("expires_at")),
+        )
+
+
+@dataclass(frozen=True)
 class Tweet:
     """A tweet at its latest version."""
 
@@ -116,6 +167,8 @@ class Tweet:
     author: User | None = None
     #: The author of the tweet replied to; None when it is not a reply.
     reply_to_user_id: int | None = None
+    #: Attached images or video, in the order given when posting.
+    media: tuple[Media, ...] = ()
 
     @classmethod
     def from_json(cls, data: JsonObject) -> Tweet:
@@ -133,6 +186,7 @@ class Tweet:
             version=_int(data, "version"),
             author=User.from_json(author) if author is not None else None,
             reply_to_user_id=parse_optional_id(data.get("reply_to_user_id")),
+            media=tuple(Media.from_json(item) for item in _objects(data, "media")),
         )
 
 

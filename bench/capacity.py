@@ -24,7 +24,8 @@ TARGET_UTILISATION = 0.5
 CORES_PER_INSTANCE = 1
 # Warm timelines: every daily active user read within the warm period (7 days by default).
 WARM_TIMELINES = DAU
-# Home timelines fill up to this many entries over time (settings.timeline_size).
+# Home timelines fill up to this many entries over time (settings.timeline_size, unless the run
+# set --timeline-size).
 TIMELINE_CAP = 800
 # Usable memory per Redis shard (a 32 GB node at about 75%), and the CPU budget of its one thread.
 REDIS_SHARD_BYTES = 24 * 2**30
@@ -36,6 +37,8 @@ WARM_FOLLOWER_SHARE = 1.0
 # Usable cores per PostgreSQL read replica (8 cores at 50%).
 PG_REPLICA_CORES = 4.0
 DESIGN_MODE = "hybrid"
+# A very large audience, to price pushing a celebrity's tweet.
+BIG_AUDIENCE = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Line:
     unit: str = ""
 
 
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
     if value >= 100 or value == int(value):
         return f"{value:,.0f}"
     return f"{value:,.2f}"
@@ -81,6 +84,7 @@ def model(results: dict[str, Any]) -> dict[str, Any] | None:
         "cold_pg_ms": pull["postgres_cpu_ms_per_request"] if pull else rest["postgres_cpu_ms_per_request"],
         "followers_per_author": data["follows"] / data["users"],
         "tweets_per_read": mix["tweet"] / mix["read"],
+        "timeline_cap": results["config"].get("timeline_size") or TIMELINE_CAP,
     }
     if any(value is None for value in inputs.values()):
         return None
@@ -165,11 +169,11 @@ def _lines(i: dict[str, Any]) -> list[Line]:
         ),
     )
     per_entry = i["timeline_bytes"] / i["timeline_entries"] if i["timeline_entries"] else 0.0
-    filled = i["warm_reader_bytes"] + per_entry * max(0.0, TIMELINE_CAP - i["timeline_entries"])
+    filled = i["warm_reader_bytes"] + per_entry * max(0.0, i["timeline_cap"] - i["timeline_entries"])
     memory = add(
         "Redis memory for warm timelines (GiB)",
         f"{WARM_TIMELINES:,} warm x {i['warm_reader_bytes']:,.0f} B measured per warm reader "
-        f"({i['timeline_entries']:.0f} entries); high: filled to {TIMELINE_CAP} entries at "
+        f"({i['timeline_entries']:.0f} entries); high: filled to {i['timeline_cap']} entries at "
         f"{per_entry:.0f} B each",
         _pair(WARM_TIMELINES * i["warm_reader_bytes"] / 2**30, WARM_TIMELINES * filled / 2**30),
     )
@@ -196,6 +200,16 @@ def _lines(i: dict[str, Any]) -> list[Line]:
         each(reads, read_ms / 1000),
     )
     add(
+        "PostgreSQL cores with Redis down (every read pulled)",
+        f"reads x {i['cold_pg_ms']:.2f} ms",
+        each(reads, i["cold_pg_ms"] / 1000),
+    )
+    add(
+        f"Redis core-seconds to push one tweet to {BIG_AUDIENCE:,} warm followers",
+        f"{BIG_AUDIENCE:,} x {per_write_ms:.4f} ms (why celebrities are merged at read time)",
+        _pair(BIG_AUDIENCE * per_write_ms / 1000, BIG_AUDIENCE * per_write_ms / 1000),
+    )
+    add(
         "PostgreSQL replicas",
         f"read cores / {PG_REPLICA_CORES:.0f} usable cores each, rounded up, + 1 spare",
         _pair(*(_instances(c / PG_REPLICA_CORES) + 1 for c in replica_cores)),
@@ -212,8 +226,8 @@ def markdown(results: dict[str, Any], command: str) -> list[str]:
     if not found:
         return []
     rows = [
-        f"| {line['name']} | {line['formula']} | {_fmt(line['low'])}{line['unit']} | "
-        f"{_fmt(line['high'])}{line['unit']} |"
+        f"| {line['name']} | {line['formula']} | {fmt(line['low'])}{line['unit']} | "
+        f"{fmt(line['high'])}{line['unit']} |"
         for line in found["lines"]
     ]
     return [

@@ -75,7 +75,9 @@ class BenchConfig:
     # `processes` worker processes; the speed-up run compares 1 and `processes` processes.
     modes: tuple[str, ...] = MODES
     processes: int = 2
+    # Stack settings left at their defaults unless given.
     fanout_workers: int | None = None
+    timeline_size: int | None = None
 
     out: Path = Path("bench-results")
     plots: bool = True
@@ -138,6 +140,7 @@ _NUMERIC: dict[str, tuple[str, type, str]] = {
     "--speedup-seconds": ("speedup_seconds", float, "length of each 1-vs-N-processes run"),
     "--processes": ("processes", int, "worker processes of the stack (chirp up --processes)"),
     "--fanout-workers": ("fanout_workers", int, "CHIRP_FANOUT_WORKERS of the stack"),
+    "--timeline-size": ("timeline_size", int, "CHIRP_TIMELINE_SIZE of the stack (entries kept per timeline)"),
 }
 
 
@@ -150,12 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
         "unless --url is given.",
     )
     parser.add_argument("--quick", action="store_true", help="a small dataset and short phases (< 3 min)")
-    parser.add_argument("--out", type=Path, help="output folder (default bench-results/)")
-    parser.add_argument("--modes", help="comma-separated timeline modes (default pull,push,hybrid)")
-    parser.add_argument("--mix", type=Mix.parse, help="READ,TWEET,FOLLOW shares (default 95,4,1)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default bench-results/)")
+    parser.add_argument(
+        "--modes", metavar="LIST", help="comma-separated timeline modes (default pull,push,hybrid)"
+    )
+    parser.add_argument(
+        "--mix", type=Mix.parse, metavar="R,T,F", help="READ,TWEET,FOLLOW shares (default 95,4,1)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="also write the results into docs/bench/, docs/capacity.md and the README's table "
+        "(run from the repository's root)",
+    )
     for flag, (name, kind, text) in _NUMERIC.items():
-        parser.add_argument(flag, dest=name, type=kind, help=text)
+        parser.add_argument(flag, dest=name, type=kind, metavar="N" if kind is int else "X", help=text)
     external = parser.add_argument_group(
         "a running stack",
         "Benchmark a stack started elsewhere (one mode, as it runs; no restarts, no speed-up run, no "

@@ -134,14 +134,13 @@ async def _one_mode(
             infra.redis_url,
             mode=mode,
             threshold=config.celebrity_threshold,
-            fanout_workers=config.fanout_workers,
+            overrides={"fanout_workers": config.fanout_workers, "timeline_size": config.timeline_size},
             processes=processes,
         )
 
     _say(f"-- mode {mode}: starting {config.processes} worker process(es)")
     settings = settings_for(config.processes)
     supervisor = await start_stack(settings, config.processes)
-    reads: dict[str, Any] = {}
     try:
         stack = _under_test(mode, settings, supervisor, infra)
         results["modes"][mode] = await measure_mode(config, stack, plan)
@@ -149,23 +148,42 @@ async def _one_mode(
             results["ceiling"] = await measure_ceiling(config, stack, plan)
         if speedup:
             accounts = await login(stack.targets.url, plan.accounts, BENCH_PASSWORD)
-            reads[str(config.processes)] = await measure_reads(config, stack, accounts, plan)
     finally:
         await supervisor.stop()
     if speedup:
-        # The same reads with the stack restarted at the other process count (1, or 2 when the
-        # runs used 1): same database, same warm Redis, same tokens.
-        other = 1 if config.processes > 1 else 2
-        _say(f"-- speed-up: restarting with {other} worker process(es)")
-        settings = settings_for(other)
-        supervisor = await start_stack(settings, other)
+        results["speedup"] = await _speedup(config, infra, plan, mode, settings_for, accounts)
+    await asyncio.to_thread(infra.drop_database, database)
+
+
+async def _speedup(
+    config: BenchConfig,
+    infra: Infrastructure,
+    plan: Plan,
+    mode: str,
+    settings_for: Callable[[int], Settings],
+    accounts: list[tuple[int, str]],
+) -> dict[str, Any]:
+    """The same reads on a freshly started stack of 1 and of N processes (same database, same warm
+    Redis, same tokens), in the order 1, N, N, 1 so that a drift of the machine's load weighs on
+    both alike; each count keeps its better run."""
+    counts = sorted({1, max(2, config.processes)})
+    reads: dict[str, Any] = {}
+    for count in [*counts, *reversed(counts)]:
+        _say(f"-- speed-up: {count} worker process(es)")
+        settings = settings_for(count)
+        supervisor = await start_stack(settings, count)
         try:
-            restarted = _under_test(mode, settings, supervisor, infra)
-            reads[str(other)] = await measure_reads(config, restarted, accounts, plan)
+            run = await measure_reads(config, _under_test(mode, settings, supervisor, infra), accounts, plan)
         finally:
             await supervisor.stop()
-        results["speedup"] = speedup_figures(mode, reads)
-    await asyncio.to_thread(infra.drop_database, database)
+        best = reads.get(str(count))
+        if best is None or _reads_per_second(run) > _reads_per_second(best):
+            reads[str(count)] = run
+    return speedup_figures(mode, reads)
+
+
+def _reads_per_second(run: dict[str, Any]) -> float:
+    return float(run["ops"]["timeline_read"]["throughput"] or 0.0)
 
 
 def speedup_figures(mode: str, reads: dict[str, Any]) -> dict[str, Any]:

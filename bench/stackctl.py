@@ -126,7 +126,7 @@ def stack_settings(
     *,
     mode: str,
     threshold: int,
-    fanout_workers: int | None,
+    overrides: dict[str, int | None],
     processes: int,
 ) -> Settings:
     """A stack on fixed free ports (shared by its workers), rate limits off, quiet logs."""
@@ -147,7 +147,11 @@ def stack_settings(
         timeline_mode=mode,
         celebrity_threshold=threshold,
     )
-    return settings if fanout_workers is None else settings.with_changes(fanout_workers=fanout_workers)
+    settings = settings.with_changes(
+        **{name: value for name, value in overrides.items() if value is not None}
+    )
+    settings.validate()
+    return settings
 
 
 async def start_stack(settings: Settings, processes: int) -> Supervisor:

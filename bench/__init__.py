@@ -10,6 +10,7 @@ import asyncio
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 DEFAULT_TARGETS = {"graph": "127.0.0.1:50051", "tweets": "127.0.0.1:50052", "timeline": "127.0.0.1:50053"}
 
@@ -64,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         plot(results, config.out)
     print(text, flush=True)
+    if args.publish:
+        from bench.publish import publish
+
+        for path in publish(config.out, Path.cwd()):
+            print(f"chirp bench: wrote {path}")
     print(
         f"chirp bench: results in {config.out}/ (results.json, results.md"
         + (", PNG plots)" if config.plots else ")")

@@ -14,7 +14,7 @@ from bench.stats import ratio
 PATHS = (("rest", "REST"), ("grpc", "gRPC"))
 
 
-def _num(value: Any, digits: int = 1) -> str:
+def num(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1000):
@@ -26,7 +26,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def _times(value: float | None) -> str:
+def times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
@@ -101,19 +101,15 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 
 def _header(results: dict[str, Any], command: str) -> list[str]:
-    machine, data, config = results["machine"], results["dataset"], results["config"]
+    data, config = results["dataset"], results["config"]
     mix = config["mix"]
     return [
         f"# Chirp benchmark, {results.get('started_at', '')}",
         "",
-        f"`{command}`: {machine['cpu_count']} cores, {machine['memory_gib']} GiB RAM; load average "
-        f"(1/5/15 min) {_loads(machine['load_average'])} at the start, "
-        f"{_loads(machine.get('load_average_end', []))} at the end; "
-        f"{results.get('duration_seconds', 0):.0f} s in all.",
-        "",
+        *header_line(results, command),
         f"Dataset (seed {config['seed']}): {data['users']:,} users, {data['follows']:,} follows (followees "
-        f"per user: median {_num(data['followees_median'], 0)}, max {data['followees_max']:,}; followers: "
-        f"median {_num(data['followers_median'], 0)}, p99 {data['followers_p99']:,}, max "
+        f"per user: median {num(data['followees_median'], 0)}, max {data['followees_max']:,}; followers: "
+        f"median {num(data['followers_median'], 0)}, p99 {data['followers_p99']:,}, max "
         f"{data['followers_max']:,}; {data['celebrities']} celebrities above "
         f"{data['celebrity_threshold']:,}), "
         f"{data['tweets']:,} tweets; generated in {data['generate_seconds']:.1f} s, loaded with COPY in "
@@ -130,7 +126,23 @@ def _header(results: dict[str, Any], command: str) -> list[str]:
     ]
 
 
+def header_line(results: dict[str, Any], command: str) -> list[str]:
+    """The command, the machine, its load and the run's length."""
+    machine = results["machine"]
+    return [
+        f"`{command}`: {machine['cpu_count']} cores, {machine['memory_gib']} GiB RAM; load average "
+        f"(1/5/15 min) {loads(machine['load_average'])} at the start, "
+        f"{loads(machine.get('load_average_end', []))} at the end; "
+        f"{results.get('duration_seconds', 0):.0f} s in all.",
+        "",
+    ]
+
+
 def _summary(results: dict[str, Any], command: str) -> list[str]:
+    return summary_table(results)
+
+
+def summary_table(results: dict[str, Any]) -> list[str]:
     """Per mode, the headline figures, each read figure next to the ceiling of its path."""
     rows = []
     for name, mode in results["modes"].items():
@@ -139,16 +151,16 @@ def _summary(results: dict[str, Any], command: str) -> list[str]:
             read = _op(mode, path, "timeline_read")
             ceiling = _ceiling_op(results, path)
             row += [
-                _num(read.get("throughput")),
+                num(read.get("throughput")),
                 _pct(ratio(read.get("throughput"), ceiling.get("throughput"))),
-                f"{_num(read.get('p50'))} ({_times(ratio(read.get('p50'), ceiling.get('p50')))})",
-                f"{_num(read.get('p99'))} ({_times(ratio(read.get('p99'), ceiling.get('p99')))})",
+                f"{num(read.get('p50'))} ({times(ratio(read.get('p50'), ceiling.get('p50')))})",
+                f"{num(read.get('p99'))} ({times(ratio(read.get('p99'), ceiling.get('p99')))})",
             ]
         lag = mode.get("fanout_lag", {})
         row += [
-            _num(_op(mode, "rest", "tweet").get("p99")),
-            _num(lag.get("ordinary", {}).get("p99")),
-            _num(lag.get("celebrity", {}).get("p99")),
+            num(_op(mode, "rest", "tweet").get("p99")),
+            num(lag.get("ordinary", {}).get("p99")),
+            num(lag.get("celebrity", {}).get("p99")),
         ]
         rows.append(row)
     header = [
@@ -235,11 +247,11 @@ def _state(results: dict[str, Any], command: str) -> list[str]:
                 *_nums(celebrity, "p50", "p99"),
                 str(ordinary.get("errors", 0) + celebrity.get("errors", 0)),
                 *_nums(mode["cold_rebuild"], "p50", "p99"),
-                _num(mode["postgres"]["warm_read"]["p50"]),
-                _num(mode["postgres"]["statements_per_read"], 2),
-                _num(_mib(redis.get("after_first_reads", {}).get("used_memory"))),
-                _num(redis.get("warm_reader_bytes"), 0),
-                _num(mode.get("rest", {}).get("fanout_queue", {}).get("max")),
+                num(mode["postgres"]["warm_read"]["p50"]),
+                num(mode["postgres"]["statements_per_read"], 2),
+                num(_mib(redis.get("after_first_reads", {}).get("used_memory"))),
+                num(redis.get("warm_reader_bytes"), 0),
+                num(mode.get("rest", {}).get("fanout_queue", {}).get("max")),
             ]
         )
     header = [
@@ -264,10 +276,10 @@ def _state(results: dict[str, Any], command: str) -> list[str]:
 
 
 def _nums(values: dict[str, Any], *keys: str) -> list[str]:
-    return [_num(values.get(key)) for key in keys]
+    return [num(values.get(key)) for key in keys]
 
 
-def _loads(values: Sequence[float]) -> str:
+def loads(values: Sequence[float]) -> str:
     return " / ".join(f"{value:.2f}" for value in values) if values else "-"
 
 
@@ -322,8 +334,8 @@ def _ratios(results: dict[str, Any], command: str) -> list[str]:
         rows.append(
             [
                 label,
-                *(_num(values[name], 2) for name in modes),
-                *(_times(ratio(values[name], values["pull"])) for name in others),
+                *(num(values[name], 2) for name in modes),
+                *(times(ratio(values[name], values["pull"])) for name in others),
                 best,
             ]
         )
@@ -352,12 +364,23 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
                 else "grpc.health.v1 Health.Check on the timeline service"
             )
             rows.append(
-                [label, call, _num(op["throughput"]), _num(op["p50"]), _num(op["p99"]), str(op["errors"])]
+                [label, call, num(op["throughput"]), num(op["p50"]), num(op["p99"]), str(op["errors"])]
             )
     return [
         f"## Ceiling ({ceiling['processes']} worker process(es), same clients)",
         "",
         *_table(["path", "call", "req/s", "p50 ms", "p99 ms", "errors"], rows),
+    ]
+
+
+def speedup_line(results: dict[str, Any]) -> list[str]:
+    speed = results.get("speedup")
+    if not speed:
+        return []
+    return [
+        f"Speed-up from {speed['processes'][0]} to {speed['processes'][-1]} processes: "
+        f"{times(speed['speedup'])}.",
+        "",
     ]
 
 
@@ -367,19 +390,35 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
         return []
     rows = []
     for count in speed["processes"]:
-        op = speed["runs"][str(count)]["ops"]["timeline_read"]
-        rows.append([str(count), _num(op["throughput"]), _num(op["p50"]), _num(op["p99"]), str(op["errors"])])
+        run = speed["runs"][str(count)]
+        op = run["ops"]["timeline_read"]
+        cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
+        cores = [_per(cpu.get(part), window) for part in ("stack", "postgres", "redis", "load")]
+        rows.append(
+            [
+                str(count),
+                *_nums(op, "throughput", "p50", "p99"),
+                str(op["errors"]),
+                *(num(c, 2) for c in cores),
+            ]
+        )
+    header = ["processes", "reads/s", "p50 ms", "p99 ms", "errors", "stack cores", "PostgreSQL cores"]
     return [
         f"## Processes: timeline reads only, through the gateway ({speed['mode']})",
         "",
-        *_table(["processes", "reads/s", "p50 ms", "p99 ms", "errors"], rows),
-        f"Speed-up from {speed['processes'][0]} to {speed['processes'][-1]} processes: "
-        f"{_times(speed['speedup'])}",
+        *_table([*header, "Redis cores", "load generator cores"], rows),
+        f"{speedup_line(results)[0]} Each count ran twice on a freshly started stack (order 1, N, N, 1); "
+        "the better run is shown. Cores: CPU-seconds used per second of the run, by part; the stack "
+        "can only use what PostgreSQL, Redis, the load generator and anything else on the machine leave.",
         "",
     ]
 
 
 def _capacity(results: dict[str, Any], command: str) -> list[str]:
+    return capacity_inputs(results)
+
+
+def capacity_inputs(results: dict[str, Any]) -> list[str]:
     """The measured inputs of docs/capacity.md."""
     figures = per_core(results)
     rows = []
@@ -391,12 +430,12 @@ def _capacity(results: dict[str, Any], command: str) -> list[str]:
                     [
                         name,
                         label,
-                        _num(run["requests_per_second"]),
-                        _num(run["stack_cpu_ms_per_request"], 2),
-                        _num(run["postgres_cpu_ms_per_request"], 2),
-                        _num(run["redis_cpu_ms_per_request"], 3),
-                        _num(run["load_cpu_ms_per_request"], 2),
-                        _num(run["requests_per_stack_cpu_second"]),
+                        num(run["requests_per_second"]),
+                        num(run["stack_cpu_ms_per_request"], 2),
+                        num(run["postgres_cpu_ms_per_request"], 2),
+                        num(run["redis_cpu_ms_per_request"], 3),
+                        num(run["load_cpu_ms_per_request"], 2),
+                        num(run["requests_per_stack_cpu_second"]),
                     ]
                 )
     lines = [
@@ -423,11 +462,11 @@ def _capacity(results: dict[str, Any], command: str) -> list[str]:
             rows.append(
                 [
                     name,
-                    _num(writes["tweets_per_second"]),
-                    _num(writes["stack_cpu_ms_per_tweet"], 2),
-                    _num(writes["postgres_cpu_ms_per_tweet"], 2),
-                    _num(writes["redis_cpu_ms_per_tweet"], 3),
-                    _num(writes["timelines_written_per_tweet"], 1),
+                    num(writes["tweets_per_second"]),
+                    num(writes["stack_cpu_ms_per_tweet"], 2),
+                    num(writes["postgres_cpu_ms_per_tweet"], 2),
+                    num(writes["redis_cpu_ms_per_tweet"], 3),
+                    num(writes["timelines_written_per_tweet"], 1),
                 ]
             )
     lines += [
@@ -452,11 +491,11 @@ def _capacity(results: dict[str, Any], command: str) -> list[str]:
         rows.append(
             [
                 name,
-                _num(redis.get("timeline_bytes"), 0),
-                _num(redis.get("timeline_entries"), 0),
-                _num(redis.get("warm_reader_bytes"), 0),
-                _num(redis.get("tweet_cache_entry_bytes"), 0),
-                _num(redis.get("growth_per_reader_bytes"), 0),
+                num(redis.get("timeline_bytes"), 0),
+                num(redis.get("timeline_entries"), 0),
+                num(redis.get("warm_reader_bytes"), 0),
+                num(redis.get("tweet_cache_entry_bytes"), 0),
+                num(redis.get("growth_per_reader_bytes"), 0),
             ]
         )
     lines += [
@@ -483,6 +522,7 @@ def write(results: dict[str, Any], out: Path, command: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     from bench import capacity
 
+    results["command"] = command
     results["per_core"] = per_core(results)
     results["capacity"] = capacity.model(results)
     (out / "results.json").write_text(json.dumps(_clean(results), indent=2) + "\n")

@@ -7,6 +7,7 @@ what the pages say is what the run printed."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -29,10 +30,13 @@ def publish(out: Path, root: Path) -> list[Path]:
     docs = root / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in ("results.json", "results.md", *PLOT_FILES):
+    for name in ("results.json", *PLOT_FILES):
         if (out / name).exists():
             shutil.copyfile(out / name, docs / name)
             written.append(docs / name)
+    # Rendered again rather than copied: the same text, unless the report's layout changed since.
+    (docs / "results.md").write_text(report.markdown(copy.deepcopy(results), results["command"]) + "\n")
+    written.append(docs / "results.md")
     (root / "docs" / "capacity.md").write_text(capacity_page(results))
     readme = root / "README.md"
     readme.write_text(with_readme_table(readme.read_text(), results))

@@ -157,25 +157,32 @@ def summary_table(results: dict[str, Any]) -> list[str]:
                 f"{num(read.get('p99'))} ({times(ratio(read.get('p99'), ceiling.get('p99')))})",
             ]
         lag = mode.get("fanout_lag", {})
+        rest_p99 = _ceiling_op(results, "rest").get("p99")
         row += [
-            num(_op(mode, "rest", "tweet").get("p99")),
-            num(lag.get("ordinary", {}).get("p99")),
-            num(lag.get("celebrity", {}).get("p99")),
+            _against(_op(mode, "rest", "tweet").get("p99"), rest_p99),
+            _against(lag.get("ordinary", {}).get("p99"), rest_p99),
+            _against(lag.get("celebrity", {}).get("p99"), rest_p99),
         ]
         rows.append(row)
     header = [
         "mode", "REST reads/s", "of ceiling", "REST p50 ms (x ceiling)", "REST p99 ms (x ceiling)",
         "gRPC reads/s", "of ceiling", "gRPC p50 ms (x ceiling)", "gRPC p99 ms (x ceiling)",
-        "tweet p99 ms (REST)", "fan-out lag p99 ms, ordinary", "fan-out lag p99 ms, celebrity",
+        "tweet p99 ms (x ceiling)", "fan-out lag p99 ms, ordinary (x ceiling)",
+        "fan-out lag p99 ms, celebrity (x ceiling)",
     ]  # fmt: skip
     return [
         "## Summary",
         "",
         *_table(header, rows),
         "Ceiling: GET /healthz through the gateway (REST) and Health.Check on the timeline service (gRPC), "
-        "same stack and clients; the multiples compare each latency with the ceiling run's.",
+        "same stack and clients; the multiples compare each latency with the ceiling run's p50 or p99 on "
+        "the same path (tweets and fan-out lag, which go through the gateway, with the REST p99).",
         "",
     ]
+
+
+def _against(value: float | None, ceiling: float | None) -> str:
+    return f"{num(value)} ({times(ratio(value, ceiling))})"
 
 
 def _ceiling_op(results: dict[str, Any], path: str) -> dict[str, Any]:

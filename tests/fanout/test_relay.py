@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from datetime import timedelta
 
 import psycopg
+import pytest
 import redis.asyncio
 
 from chirp_core.db import open_pool
@@ -95,3 +98,67 @@ async def test_published_rows_are_purged_after_the_retention(
     finally:
         await pool.close()
         await client.aclose()
+
+
+async def test_a_relay_that_dies_before_marking_its_rows_hands_them_over_again(
+    stack: Stack, database_url: str
+) -> None:
+    """Rows handed to Redis but not yet marked published (the relay's connection dies in between)
+    stay in the outbox and go out again: at-least-once, each copy with the same sequence number,
+    which the workers use to apply it once. The relay here works an outbox table of its own."""
+    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    stream = f"{schema}:events"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        await admin.execute(f"CREATE TABLE {schema}.outbox (LIKE tweets.outbox INCLUDING ALL)")
+        for n in range(3):
+            await admin.execute(
+                f"INSERT INTO {schema}.outbox (event_type, aggregate_id, payload)"
+                " VALUES ('tweet_created', %s, %s)",
+                (n, json.dumps({"tweet_id": n})),
+            )
+    pool = await open_pool(stack.settings, database_url, "relay-death-test")
+    client = open_redis(stack.redis_url)
+    relay = OutboxRelay(
+        pool,
+        database_url,
+        schema,
+        client,
+        stream=stream,
+        maxlen=1000,
+        poll_seconds=1.0,
+        retention=timedelta(hours=1),
+        metrics=Metrics(),
+    )
+    locker = await psycopg.AsyncConnection.connect(database_url)
+    try:
+        # SHARE lets the relay select its rows FOR UPDATE but holds off its UPDATE ... published_at.
+        await locker.execute(f"LOCK TABLE {schema}.outbox IN SHARE MODE")
+        round_ = asyncio.create_task(relay.relay_once())
+        await eventually(lambda: client.xlen(stream), lambda length: length == 3)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (f'UPDATE "{schema}"."outbox"%',),
+            )
+        with pytest.raises(psycopg.OperationalError):
+            await round_
+        await locker.rollback()
+
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            cur = await admin.execute(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL")
+            assert await cur.fetchone() == (3,)
+
+        assert await relay.relay_once() == 3
+        assert await relay.relay_once() == 0
+        entries = await client.xrange(stream)
+        seqs = [int(fields[b"seq"]) for _, fields in entries]
+        assert len(seqs) == 6 and sorted(set(seqs)) == sorted(seqs[:3]) == sorted(seqs[3:])
+    finally:
+        await locker.close()
+        await pool.close()
+        await client.delete(stream)
+        await client.aclose()
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,11 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
+import redis
 
+from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
+from tests.support import as_user
 
 READY = re.compile(
     r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*"
@@ -35,7 +39,7 @@ class Started:
 
 
 @contextmanager
-def chirp_up(data_dir: Path) -> Iterator[Started]:
+def chirp_up(data_dir: Path, *extra: str) -> Iterator[Started]:
     """Run `chirp up` on free ports; yield where it listens and the seconds it took to be ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
     process = subprocess.Popen(
@@ -56,6 +60,7 @@ def chirp_up(data_dir: Path) -> Iterator[Started]:
             "0",
             "--auth-port",
             "0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -130,3 +135,37 @@ def test_restart_keeps_data_and_leaves_no_process_behind(tmp_path: Path) -> None
     with chirp_up(data_dir) as started:
         assert get_user(started.graph, user_id).handle == "survivor"
     assert not processes_using(data_dir)
+
+
+def follow(address: str, follower_id: int, followee_id: int) -> None:
+    with grpc.insecure_channel(address) as channel:
+        graph_pb2_grpc.GraphServiceStub(channel).Follow(
+            graph_pb2.FollowRequest(follower_id=follower_id, followee_id=followee_id),
+            metadata=as_user(follower_id),
+            timeout=10,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_chirp_up_runs_the_relays_and_the_fanout_workers_asked_for(tmp_path: Path) -> None:
+    redis_port = free_port()
+    options = ("--redis-port", str(redis_port), "--fanout-workers", "3", "--metrics-port", "off")
+    with chirp_up(tmp_path / "chirp-data", *options) as started:
+        alice, bob = create_user(started.graph, "alice"), create_user(started.graph, "bob")
+        follow(started.graph, alice, bob)
+        with redis.Redis(port=redis_port) as client:
+            # Each fan-out worker waits in its own XREADGROUP BLOCK; the relay hands the follow over.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                waiting = [c for c in client.client_list() if c["cmd"] == "xreadgroup" and "b" in c["flags"]]
+                if len(waiting) == 3 and client.exists("chirp:events"):
+                    break
+                time.sleep(0.1)
+            assert len(waiting) == 3, client.client_list()
+            events = [fields[b"type"] for _, fields in client.xrange("chirp:events")]
+            assert b"followed" in events

@@ -42,7 +42,7 @@ from redis.exceptions import ResponseError
 
 from chirp_core.metrics import Metrics
 from chirp_core.snowflake import timestamp_of
-from chirp_core.tasks import stop_tasks
+from chirp_core.tasks import raise_if_cancelled, stop_tasks
 from timeline_svc.cache import TweetCache
 from timeline_svc.home import Builder
 from timeline_svc.models import Entry
@@ -257,6 +257,7 @@ class FanoutWorkers:
                     next_claim = time.monotonic() + self._claim_every
                     await self._claim(consumer)
                 await self.read_and_apply(consumer, block_ms=self._block_ms)
+                raise_if_cancelled()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise

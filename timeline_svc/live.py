@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 
+from chirp_core.tasks import raise_if_cancelled
 from timeline_svc.models import Entry
 from timeline_svc.ports import LiveBatch, LiveUnavailable
 from timeline_svc.store import REDIS_ERRORS, TimelineStore
@@ -100,6 +101,7 @@ class RedisSubscription:
             waiting = bool(entries) or changed
             timeout = 0.0 if waiting else min(max(0.0, remaining), 1.0)
             message = await self._pubsub.get_message(timeout=timeout)
+            raise_if_cancelled()
             if message is None:
                 if waiting or remaining <= 0:
                     return LiveBatch(entries, changed)

@@ -12,6 +12,7 @@ from chirp_core.errors import InvalidArgument, NotFound, require_caller
 from chirp_core.metrics import Metrics
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import lowest_id_at, timestamp_of
+from chirp_core.tasks import raise_if_cancelled
 from timeline_svc.models import Page, Tweet
 from timeline_svc.ports import (
     HomeTimelineSource,
@@ -140,6 +141,7 @@ class TimelineService:
             async with self._live.subscribe(user_id) as subscription:
                 catch_up = True
                 while True:
+                    raise_if_cancelled()
                     if catch_up:
                         pending = await self._source.home_tweets(
                             user_id, max_id=0, min_id=window.floor(), limit=POLL_LIMIT
@@ -171,6 +173,7 @@ class TimelineService:
         try:
             done = 0
             while rounds is None or done < rounds:
+                raise_if_cancelled()
                 done += 1
                 await self._sleep(self._poll_seconds)
                 pending = await self._pull.home_tweets(

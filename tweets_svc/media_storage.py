@@ -8,16 +8,15 @@ deleted tweet's media, and loading the media of the tweets a read returns.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.errors import FailedPrecondition, Unavailable
+from chirp_core.db import Connections
+from chirp_core.errors import FailedPrecondition
 from tweets_svc.models import Media, MediaDeletion, MediaRecord, Tweet
 
 _RECORD_COLUMNS = "media_id, user_id, object_key, content_type, size_bytes, state, tweet_id, created_at"
@@ -25,18 +24,8 @@ _RECORD_COLUMNS = "media_id, user_id, object_key, content_type, size_bytes, stat
 
 class MediaStorage:
     def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection in autocommit, or a transaction when the caller opens one on it."""
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise Unavailable(
-                f"the tweets database is unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE"
-            ) from exc
+        # A connection in autocommit, or a transaction when the caller opens one on it.
+        self._connection = Connections(pool, "tweets").read
 
     async def insert_pending(
         self, media_id: int, user_id: int, object_key: str, content_type: str, size_bytes: int

@@ -109,14 +109,6 @@ class Dataset:
             counts[follower] += 1
         return counts
 
-    def followers_of(self, users: set[int]) -> dict[int, list[int]]:
-        """Follower indexes of each user in `users`."""
-        found: dict[int, list[int]] = {user: [] for user in users}
-        for follower, followee in zip(self.follower_idx, self.followee_idx, strict=True):
-            if followee in found:
-                found[followee].append(follower)
-        return found
-
     def shape(self) -> dict[str, float | int]:
         """The figures the report prints about the graph."""
         followers = self.follower_counts()

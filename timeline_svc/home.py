@@ -129,10 +129,6 @@ class FanoutHomeTimeline:
         self._metrics.timeline_reads.labels(path).observe(time.perf_counter() - started)
         return tweets
 
-    async def touch(self, user_id: int) -> bool:
-        """Keep a live reader warm; False when their timeline went cold."""
-        return await self._store.touch(user_id)
-
     async def _from_redis(
         self, user_id: int, max_id: int, min_id: int, limit: int
     ) -> tuple[list[Tweet], Path]:

@@ -148,9 +148,6 @@ class TimelineStore:
     async def follows(self, reader: int, user_id: int) -> bool:
         return bool(await self.redis.sismember(self.following_key(reader), str(user_id)))
 
-    async def is_warm(self, reader: int) -> bool:
-        return bool(await self.redis.exists(self.timeline_key(reader)))
-
     # Building cold state.
 
     async def begin_build(self, reader: int) -> bool:

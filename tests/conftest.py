@@ -11,20 +11,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
 import psycopg
 import pytest
 import pytest_asyncio
 import redis
 
-from chirp.graph.v1 import graph_pb2_grpc
-from chirp.timeline.v1 import timeline_pb2_grpc
-from chirp.tweets.v1 import tweets_pb2_grpc
-from chirp.users.v1 import users_pb2_grpc
 from chirp_core.embedded_pg import EmbeddedPostgres
 from chirp_core.settings import Settings
 from chirp_core.stack import Stack, start_stack
-from tests.support import Api
+from tests.support import Api, api_for
 
 SCHEMAS = ("graph", "tweets")
 
@@ -134,12 +129,5 @@ def empty_database(url: str) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def api(stack: Stack) -> AsyncIterator[Api]:
     """Stubs for every service of the in-process stack."""
-    channels = {name: grpc.aio.insecure_channel(stack.address(name)) for name in stack.servers}
-    yield Api(
-        users=users_pb2_grpc.UserServiceStub(channels["graph"]),
-        graph=graph_pb2_grpc.GraphServiceStub(channels["graph"]),
-        tweets=tweets_pb2_grpc.TweetServiceStub(channels["tweets"]),
-        timeline=timeline_pb2_grpc.TimelineServiceStub(channels["timeline"]),
-    )
-    for channel in channels.values():
-        await channel.close()
+    async with api_for(stack) as api:
+        yield api

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -13,6 +17,7 @@ from chirp.timeline.v1 import timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from chirp_core.rpc import USER_ID_HEADER
+from chirp_core.stack import Stack
 
 _handles = itertools.count()
 
@@ -59,3 +64,39 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
             detail.Unpack(info)
             return info.reason
     raise AssertionError("no ErrorInfo in the status")
+
+
+T = TypeVar("T")
+# The bound the tests accept for what happens "soon": fan-out lag, a relay's hand-over, a reconnect
+# (milliseconds usually; this is for a loaded machine).
+LAG_SECONDS = 10.0
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within: float = LAG_SECONDS
+) -> T:
+    """Call `probe` until `done(result)`; fail with the last result after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not done after {within}s; last result: {result!r}")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def api_for(stack: Stack) -> AsyncIterator[Api]:
+    """Stubs for every service of a running stack, over channels closed at the end."""
+    channels = {name: grpc.aio.insecure_channel(stack.address(name)) for name in stack.servers}
+    try:
+        yield Api(
+            users=users_pb2_grpc.UserServiceStub(channels["graph"]),
+            graph=graph_pb2_grpc.GraphServiceStub(channels["graph"]),
+            tweets=tweets_pb2_grpc.TweetServiceStub(channels["tweets"]),
+            timeline=timeline_pb2_grpc.TimelineServiceStub(channels["timeline"]),
+        )
+    finally:
+        for channel in channels.values():
+            await channel.close()

@@ -15,8 +15,8 @@ from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer
 from chirp_core.metrics import Metrics
 from chirp_core.settings import Settings
-from tests.support import Api, as_user
-from tests.timeline.helpers import LAG_SECONDS, eventually, follow, post, unfollow
+from tests.support import LAG_SECONDS, Api, as_user, eventually
+from tests.timeline.helpers import follow, post, unfollow
 from timeline_svc.server import start
 from timeline_svc.store import TimelineStore
 

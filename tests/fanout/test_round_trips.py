@@ -1,11 +1,9 @@
 """A warm hybrid read is one Redis round trip: the reader's timeline, the recent tweets of the
 celebrities they follow and the cached tweets come back from one script call. Counted on the wire,
-by a TCP relay between the timeline server and Redis."""
+by a TCP proxy between the timeline server and Redis."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -15,65 +13,20 @@ from chirp_core.stack import Stack
 from tests.fanout.conftest import StartTimeline
 from tests.fanout.support import CELEBRITY_THRESHOLD, eventually, follow, post
 from tests.support import Api
-
-
-class RoundTripCounter:
-    """Relays TCP to Redis and counts round trips: each request that follows a reply (or opens a
-    connection) starts one; a pipeline or a script call written in several chunks stays one."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self.round_trips = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self._target)
-        replied = [True]
-
-        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requests: bool) -> None:
-            try:
-                while data := await reader.read(65536):
-                    if requests and replied[0]:
-                        self.round_trips += 1
-                    replied[0] = not requests
-                    writer.write(data)
-                    await writer.drain()
-            finally:
-                writer.close()
-
-        tasks = {
-            asyncio.create_task(pump(client_reader, server_writer, True)),
-            asyncio.create_task(pump(server_reader, client_writer, False)),
-        }
-        self._tasks |= tasks
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks)
+from tests.tcp_proxy import CountingProxy
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def counter(stack: Stack) -> AsyncIterator[RoundTripCounter]:
+async def counter(stack: Stack) -> AsyncIterator[CountingProxy]:
     target = urlsplit(stack.redis_url)
-    relay = RoundTripCounter(target.hostname or "127.0.0.1", target.port or 6379)
-    await relay.start()
-    yield relay
-    await relay.stop()
+    proxy = CountingProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
 
 
 async def test_a_warm_read_with_celebrities_is_one_redis_round_trip(
-    api: Api, stack: Stack, timelines: StartTimeline, counter: RoundTripCounter
+    api: Api, stack: Stack, timelines: StartTimeline, counter: CountingProxy
 ) -> None:
     workers = await timelines("hybrid")
     target = urlsplit(stack.redis_url)

@@ -14,20 +14,15 @@ from contextlib import contextmanager
 
 import aiohttp
 import boto3
-import grpc
 import psycopg
 import pytest
 import pytest_asyncio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from chirp.graph.v1 import graph_pb2_grpc
-from chirp.timeline.v1 import timeline_pb2_grpc
-from chirp.tweets.v1 import tweets_pb2_grpc
-from chirp.users.v1 import users_pb2_grpc
 from chirp_core.media.local import LocalMediaStore
 from chirp_core.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
-from tests.support import Api
+from tests.support import Api, api_for
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -101,15 +96,8 @@ async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def api(stack: Stack) -> AsyncIterator[Api]:
-    channels = {name: grpc.aio.insecure_channel(stack.address(name)) for name in stack.servers}
-    yield Api(
-        users=users_pb2_grpc.UserServiceStub(channels["graph"]),
-        graph=graph_pb2_grpc.GraphServiceStub(channels["graph"]),
-        tweets=tweets_pb2_grpc.TweetServiceStub(channels["tweets"]),
-        timeline=timeline_pb2_grpc.TimelineServiceStub(channels["timeline"]),
-    )
-    for channel in channels.values():
-        await channel.close()
+    async with api_for(stack) as api:
+        yield api
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -30,8 +30,8 @@ from chirp_core.settings import Settings
 from tests.media import files
 from tests.media.conftest import BUCKET, free_port, fresh_database
 from tests.media.helpers import grant, post_form, tweet_with_media
-from tests.media.tcp_proxy import CountingProxy
 from tests.support import Api
+from tests.tcp_proxy import CountingProxy
 from tweets_svc.media_probe import HEAD_BYTES
 from tweets_svc.server import start as start_tweets
 

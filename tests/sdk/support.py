@@ -3,27 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 from urllib.parse import urlsplit
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within: float = 10.0
-) -> T:
-    """Call `probe` until `done(result)`: followers see a new tweet within a bounded lag,
-    not at once. Fails with the last result after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not done after {within}s; last result: {result!r}")
-        await asyncio.sleep(0.05)
 
 
 class TcpProxy:

@@ -18,7 +18,7 @@ from chirp_client import (
 )
 
 from tests.sdk.conftest import PASSWORD, NewUser, new_handle
-from tests.sdk.support import eventually
+from tests.support import eventually
 
 
 async def home(client: AsyncClient, limit: int | None = None) -> list[Tweet]:

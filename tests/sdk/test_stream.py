@@ -10,7 +10,8 @@ import pytest
 from chirp_client import AsyncClient, ReconnectPolicy, Tweet, Unauthenticated
 
 from tests.sdk.conftest import Account, NewUser
-from tests.sdk.support import TcpProxy, eventually
+from tests.sdk.support import TcpProxy
+from tests.support import eventually
 
 
 async def collect(stream: AsyncIterator[Tweet], into: asyncio.Queue[Tweet]) -> None:

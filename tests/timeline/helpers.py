@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 
@@ -17,25 +16,6 @@ from tests.support import Api, as_user
 
 # How long a test waits for a streamed tweet: many polls of the tests' 0.1 s interval.
 STREAM_WAIT_SECONDS = 5.0
-# The bound on the fan-out lag the tests accept: followers see a new tweet, a follow or an
-# unfollow within this long (the workers' lag is milliseconds; this is for a loaded machine).
-LAG_SECONDS = 10.0
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within: float = LAG_SECONDS
-) -> T:
-    """Call `probe` until `done(result)`; fail with the last result after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not done after {within}s; last result: {result!r}")
-        await asyncio.sleep(0.02)
 
 
 async def home_contents(api: Api, user_id: int, limit: int = 0) -> list[str]:

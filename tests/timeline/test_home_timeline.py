@@ -6,8 +6,8 @@ import grpc
 
 from chirp.timeline.v1 import timeline_pb2
 from chirp.tweets.v1 import tweets_pb2
-from tests.support import Api, as_user, error_reason, rpc_error
-from tests.timeline.helpers import eventually, follow, home, home_contents, ids, new_users, post, unfollow
+from tests.support import Api, as_user, error_reason, eventually, rpc_error
+from tests.timeline.helpers import follow, home, home_contents, ids, new_users, post, unfollow
 
 
 async def test_home_timeline_has_own_and_followees_tweets_newest_first_with_authors(api: Api) -> None:

@@ -8,8 +8,8 @@ import grpc
 
 from chirp.timeline.v1 import timeline_pb2
 from chirp_core.paging import encode_cursor
-from tests.support import Api, as_user, error_reason, rpc_error
-from tests.timeline.helpers import eventually, follow, home, home_contents, ids, new_users, post
+from tests.support import Api, as_user, error_reason, eventually, rpc_error
+from tests.timeline.helpers import follow, home, home_contents, ids, new_users, post
 
 
 async def test_pages_neither_repeat_nor_skip_while_new_tweets_arrive(api: Api) -> None:

@@ -1,6 +1,7 @@
-"""A TCP proxy for the tests that counts the bytes each way and notes each HTTP request that
-passes through it: put between one of our processes and the object store, it shows what our
-process sent and received."""
+"""A TCP proxy for the tests that counts the bytes each way, the round trips (a request that
+follows an answer, or opens a connection, starts one), and notes each HTTP request that passes
+through it: put between one of our processes and a server (the object store, Redis), it shows
+what our process sent and received, and how often it waited for an answer."""
 
 from __future__ import annotations
 
@@ -26,17 +27,19 @@ class CountingProxy:
     target_port: int
     sent_upstream: int = 0
     received_from_upstream: int = 0
+    round_trips: int = 0
+    port: int = 0
     requests: list[SeenRequest] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> str:
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return f"http://127.0.0.1:{self.port}"
 
     def reset(self) -> None:
-        self.sent_upstream = self.received_from_upstream = 0
+        self.sent_upstream = self.received_from_upstream = self.round_trips = 0
         self.requests.clear()
 
     async def close(self) -> None:
@@ -55,10 +58,11 @@ class CountingProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
+        answered = [True]  # per connection: the last chunk went downstream
         try:
             await asyncio.gather(
-                self._pipe(client_reader, upstream_writer, upstream=True),
-                self._pipe(upstream_reader, client_writer, upstream=False),
+                self._pipe(client_reader, upstream_writer, answered, upstream=True),
+                self._pipe(upstream_reader, client_writer, answered, upstream=False),
             )
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
@@ -66,10 +70,18 @@ class CountingProxy:
                 writer.close()
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        answered: list[bool],
+        *,
+        upstream: bool,
     ) -> None:
         try:
             while chunk := await reader.read(65536):
+                if upstream and answered[0]:
+                    self.round_trips += 1
+                answered[0] = not upstream
                 if upstream:
                     self.sent_upstream += len(chunk)
                     self._note(chunk)

@@ -10,22 +10,21 @@ Prints, on this machine:
     following 1,000 accounts (the first read rebuilds from PostgreSQL), and for a user following
     20 celebrities (merged at read time);
   Redis memory of one warm timeline (MEMORY USAGE of its keys).
-Users and follows are loaded with COPY straight into the graph tables; tweets that only need to
-exist (not be fanned out) are inserted into the tweets table.
+The users, follows and the tweets that only need to exist (not be fanned out) are bulk-loaded with
+COPY by bench.loader.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import operator
-import statistics
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.graphgen import Dataset
+from bench.loader import load, password_hash
+from bench.stats import summarize
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
 from chirp_core.embedded_redis import open_redis
@@ -42,6 +44,8 @@ from chirp_core.rpc import USER_ID_HEADER
 from chirp_core.settings import Settings
 from chirp_core.snowflake import lowest_id_at, timestamp_of
 from chirp_core.stack import start_stack
+from timeline_svc.models import Entry
+from timeline_svc.store import TimelineStore
 
 BASE_ID = 10**12  # bulk-loaded users: far below every Snowflake ID
 AUTHOR = BASE_ID
@@ -58,49 +62,55 @@ def meta(user_id: int) -> tuple[tuple[str, str], ...]:
     return ((USER_ID_HEADER, str(user_id)),)
 
 
-def percentiles(samples: Sequence[float]) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {p50 * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms   (n={len(ordered)})"
+def percentiles(samples_s: Sequence[float]) -> str:
+    summary = summarize(samples_s)
+    return f"p50 {summary.p50:7.2f} ms   p99 {summary.p99:7.2f} ms   (n={summary.count})"
 
 
-async def copy_users(conn: psycopg.AsyncConnection[object], ids: Sequence[int]) -> None:
-    async with (
-        conn.cursor() as cur,
-        cur.copy("COPY graph.users (user_id, handle, display_name, password_hash) FROM STDIN") as copy,
-    ):
-        for user_id in ids:
-            await copy.write_row((user_id, f"b{user_id}", "Bench", "no login"))
+def scenario(followers: list[int], wide: list[int], cold: list[int], celebs: list[int]) -> Dataset:
+    """The accounts, follows and tweet history of the runs below, as bench.loader loads them:
+    the author and their followers (the first also follows 200 of `wide`), cold users following all
+    of `wide`, and a reader following every celebrity; 5 tweets of each `wide` account and 200 of
+    each celebrity over the last day."""
+    users = [*celebs, AUTHOR, *followers, *wide, *cold, CELEB_READER]
+    index = {user: i for i, user in enumerate(users)}
+    edges = [(f, AUTHOR) for f in followers]
+    edges += [(f, w) for f in followers[:1] for w in wide[:200]]
+    edges += [(c, w) for c in cold for w in wide]
+    edges += [(CELEB_READER, c) for c in celebs]
+    now_ms = int(time.time() * 1000)
+    day_ago = now_ms - 24 * 3600 * 1000
+    tweets = sorted(
+        (tweet_id, author, int(timestamp_of(tweet_id).timestamp() * 1000))
+        for authors, each in ((wide, 5), (celebs, 200))
+        for tweet_id, author in _history(authors, each, day_ago)
+    )
+    return Dataset(
+        seed=0,
+        user_ids=array("q", users),
+        handles=[f"b{user}" for user in users],
+        created_ms=array("q", [day_ago] * len(users)),
+        follower_idx=array("q", (index[f] for f, _ in edges)),
+        followee_idx=array("q", (index[f] for _, f in edges)),
+        follow_ms=array("q", [day_ago] * len(edges)),
+        celebrities=len(celebs),
+        threshold=Settings().celebrity_threshold,
+        tweet_ids=array("q", (t[0] for t in tweets)),
+        tweet_author=array("q", (index[t[1]] for t in tweets)),
+        tweet_ms=array("q", (t[2] for t in tweets)),
+        tweet_text=[f"bulk tweet of {t[1]}" for t in tweets],
+    )
 
 
-async def copy_follows(conn: psycopg.AsyncConnection[object], edges: Sequence[tuple[int, int]]) -> None:
-    async with (
-        conn.cursor() as cur,
-        cur.copy("COPY graph.follows (follower_id, followee_id) FROM STDIN") as copy,
-    ):
-        for edge in edges:
-            await copy.write_row(edge)
-
-
-async def bulk_tweets(conn: psycopg.AsyncConnection[object], authors: Sequence[int], each: int) -> None:
-    """`each` tweets per author over the last day, with IDs unique per author and millisecond."""
-    start = lowest_id_at(datetime.now(UTC) - timedelta(days=1))
-    buffer = io.StringIO()
+def _history(authors: Sequence[int], each: int, since_ms: int) -> list[tuple[int, int]]:
+    """`each` tweet IDs per author spread over the day after since_ms, unique per author."""
+    start = lowest_id_at(datetime.fromtimestamp(since_ms / 1000, UTC))
     step = (24 * 3600 * 1000) // (each + 1)
-    for index, author in enumerate(authors):
-        for n in range(each):
-            tweet_id = start + (((n + 1) * step) << 22) + (index % 4096)
-            buffer.write(
-                f"{tweet_id}\t{author}\tbulk tweet {n}\t{tweet_id}\t{datetime.now(UTC).isoformat()}\n"
-            )
-    async with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY tweets.tweets (tweet_id, user_id, content, conversation_id, created_at) FROM STDIN"
-        ) as copy,
-    ):
-        await copy.write(buffer.getvalue())
+    return [
+        (start + (((n + 1) * step) << 22) + (i % 4096), author)
+        for i, author in enumerate(authors)
+        for n in range(each)
+    ]
 
 
 def _is_set(value: object) -> bool:
@@ -158,37 +168,27 @@ async def run(
     wide = list(range(WIDE_START, WIDE_START + WIDE))
     cold = list(range(COLD_START, COLD_START + args.cold_users))
     celebs = list(range(CELEB_START, CELEB_START + CELEBRITIES))
+    began = time.perf_counter()
+    dataset = scenario(followers, wide, cold, celebs)
+    await asyncio.to_thread(load, database_url, dataset, password_hash())
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        began = time.perf_counter()
-        await copy_users(conn, [AUTHOR, *followers, *wide, *cold, *celebs, CELEB_READER])
-        edges = [(f, AUTHOR) for f in followers]
-        edges += [(f, w) for f in followers[:1] for w in wide[:200]]  # the warm reader follows 200 more
-        edges += [(c, w) for c in cold for w in wide]
-        edges += [(CELEB_READER, c) for c in celebs]
-        await copy_follows(conn, edges)
-        await conn.execute(
-            "UPDATE graph.users u SET"
-            " follower_count = (SELECT count(*) FROM graph.follows WHERE followee_id = u.user_id),"
-            " following_count = (SELECT count(*) FROM graph.follows WHERE follower_id = u.user_id)"
-            " WHERE user_id >= %s",
-            (BASE_ID,),
-        )
         # The celebrities' audiences, as counts only: 50,000 followers each.
         await conn.execute("UPDATE graph.users SET follower_count = 50000 WHERE user_id = ANY(%s)", (celebs,))
-        await bulk_tweets(conn, wide, 5)
-        await bulk_tweets(conn, celebs, 200)
-        await conn.execute("ANALYZE")
-        print(
-            f"loaded {len(edges):,} follows, {len(wide) * 5 + len(celebs) * 200:,} tweets"
-            f" in {time.perf_counter() - began:.1f}s",
-            flush=True,
-        )
+    print(
+        f"loaded {len(dataset.follower_idx):,} follows, {len(dataset.tweet_ids):,} tweets"
+        f" in {time.perf_counter() - began:.1f}s",
+        flush=True,
+    )
 
     tweets_channel = grpc.aio.insecure_channel(tweets_addr)
     timeline_channel = grpc.aio.insecure_channel(timeline_addr)
     tweets = tweets_pb2_grpc.TweetServiceStub(tweets_channel)
     timeline = timeline_pb2_grpc.TimelineServiceStub(timeline_channel)
     redis = open_redis(redis_url)
+    settings = Settings()
+    store = TimelineStore(
+        redis, namespace=settings.timeline_namespace, cap=settings.timeline_size, ttl_seconds=60
+    )
 
     async def read(user_id: int, limit: int = 20) -> timeline_pb2.GetHomeTimelineResponse:
         request = timeline_pb2.GetHomeTimelineRequest(user_id=user_id, limit=limit)
@@ -203,11 +203,11 @@ async def run(
         began = time.perf_counter()
         await timed([partial(read, u) for u in [AUTHOR, *followers]], concurrency=32)
         print(f"warmed {len(followers) + 1:,} timelines in {time.perf_counter() - began:.1f}s", flush=True)
-        author_key = f"chirp:tl:{AUTHOR}"
+        author_key = store.timeline_key(AUTHOR)
         lags: list[float] = []
         for n in range(args.tweets):
             tweet = await post(AUTHOR, f"to {len(followers)} followers, #{n}")
-            member = f"{tweet.tweet_id:019d}:{AUTHOR}:0"
+            member = Entry(tweet.tweet_id, AUTHOR).member
             await until(partial(redis.zscore, author_key, member), _is_set, 0.0005)
             lags.append(time.time() - timestamp_of(tweet.tweet_id).timestamp())
             await asyncio.sleep(0.05)
@@ -232,22 +232,22 @@ async def run(
         for celeb in celebs:
             await post(celeb, "a celebrity speaks")
         await read(CELEB_READER)
-        await until(partial(redis.scard, "chirp:celebs"), partial(operator.le, CELEBRITIES), 0.05)
+        await until(partial(redis.scard, store.celebrities_key), partial(operator.le, CELEBRITIES), 0.05)
         await read(CELEB_READER)
         celeb_samples = await timed([partial(read, CELEB_READER) for _ in range(args.reads)])
-        loaded = sum([await redis.exists(f"chirp:rc:{c}") for c in celebs])
+        loaded = sum([await redis.exists(store.recent_key(c)) for c in celebs])
         print(
             f"read, user following 20 celebrities:           {percentiles(celeb_samples)}"
             f"   ({loaded} recent sets merged per read)"
         )
 
         # Redis memory of one full warm timeline.
-        full = f"chirp:tl:{warm_user}"
+        full = store.timeline_key(warm_user)
         entries = await redis.zcard(full) - 1
         usage = {
             "timeline": await redis.memory_usage(full) or 0,
-            "following set": await redis.memory_usage(f"chirp:fl:{warm_user}") or 0,
-            "edge versions": await redis.memory_usage(f"chirp:fv:{warm_user}") or 0,
+            "following set": await redis.memory_usage(store.following_key(warm_user)) or 0,
+            "edge versions": await redis.memory_usage(store.versions_key(warm_user)) or 0,
         }
         total = sum(usage.values())
         detail = ", ".join(f"{name} {size / 1024:.1f} KiB" for name, size in usage.items())

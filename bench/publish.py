@@ -76,7 +76,7 @@ def capacity_figures(results: dict[str, Any]) -> dict[str, str]:
     modes, machine, data, config = results["modes"], results["machine"], results["dataset"], results["config"]
     design = modes[i["mode"]]
     defaults = Settings()
-    per_write_ms = i["tweet_redis_ms"] / i["timelines_per_tweet"] if i["timelines_per_tweet"] else 0.0
+    per_write_ms = capacity.redis_ms_per_timeline_write(i)
     mix = config["mix"]
     speed = results.get("speedup") or {}
 

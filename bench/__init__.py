@@ -37,6 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"chirp bench: {exc}", file=sys.stderr)
         return 2
+    if args.publish:
+        from bench.publish import check_root
+
+        try:
+            check_root(Path.cwd())
+        except ValueError as exc:
+            print(f"chirp bench: {exc}", file=sys.stderr)
+            return 2
     if args.url and not args.database_url:
         print("chirp bench: --url needs --database-url (the dataset is loaded with COPY)", file=sys.stderr)
         return 2

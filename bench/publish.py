@@ -24,8 +24,22 @@ README_START = "<!-- chirp bench: start -->"
 README_END = "<!-- chirp bench: end -->"
 
 
+def check_root(root: Path) -> None:
+    """Raise ValueError unless `root` is a checkout whose README has the benchmark markers."""
+    readme = root / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    if README_START not in text or README_END not in text:
+        raise ValueError(
+            f"--publish: run it from Chirp's repository root ({readme} has no "
+            f"{README_START} ... {README_END} section)"
+        )
+
+
 def publish(out: Path, root: Path) -> list[Path]:
     """Publish the run in `out` into the repository at `root`; returns the files written."""
+    check_root(root)
+    if not (out / "results.json").is_file():
+        raise ValueError(f"no results.json in {out}/ (run chirp bench first)")
     results = json.loads((out / "results.json").read_text())
     docs = root / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
@@ -192,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    for path in publish(Path(args[0] if args else "bench-results"), Path.cwd()):
+    try:
+        written = publish(Path(args[0] if args else "bench-results"), Path.cwd())
+    except ValueError as exc:
+        print(f"chirp bench: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"wrote {path}")
     return 0
 

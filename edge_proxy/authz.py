@@ -24,9 +24,9 @@ from grpc_status import rpc_status
 
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
-from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
-from envoy.type.v3 import http_status_pb2
+from chirp_envoy_api.envoy.config.core.v3 import base_pb2
+from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from chirp_envoy_api.envoy.type.v3 import http_status_pb2
 
 log = logging.getLogger("chirp.edge.authz")
 

@@ -12,11 +12,11 @@ from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
+from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from edge_proxy.authz import AuthorizationServicer, TokenCache
 from edge_proxy.limits import limits_file, load_limits
 from edge_proxy.ratelimit import RateLimitServicer, WindowCounters
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 log = logging.getLogger("chirp.edge")
 

@@ -25,11 +25,15 @@ from google.rpc import code_pb2
 
 from chirp_core.rpc import REQUEST_ID_HEADER, USER_ID_HEADER, downstream_channel
 from chirp_core.settings import Settings
+from chirp_envoy_api.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from chirp_envoy_api.envoy.service.auth.v3 import (
+    attribute_context_pb2,
+    external_auth_pb2,
+    external_auth_pb2_grpc,
+)
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from edge_proxy.limits import DOMAIN, descriptors_for, limits_file
 from edge_proxy.ratelimit import retry_after_seconds
-from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 log = logging.getLogger("chirp.edge.guard")
 

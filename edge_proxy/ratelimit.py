@@ -21,10 +21,10 @@ import redis.asyncio
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 
+from chirp_envoy_api.envoy.config.core.v3 import base_pb2
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from edge_proxy.authz import status_body
 from edge_proxy.limits import Descriptor, Limit, RateLimitConfig, Window, judge
-from envoy.config.core.v3 import base_pb2
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 log = logging.getLogger("chirp.edge.ratelimit")
 

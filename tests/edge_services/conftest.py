@@ -17,9 +17,9 @@ from chirp_core.embedded_redis import EmbeddedRedis, open_redis
 from chirp_core.grpc_server import RunningServer
 from chirp_core.settings import Settings
 from chirp_core.stack import Stack
+from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2_grpc
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2_grpc
 from edge_proxy import edge_services
-from envoy.service.auth.v3 import external_auth_pb2_grpc
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from tests.conftest import settings_for_tests
 from tests.support import Api
 

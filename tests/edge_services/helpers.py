@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
-from envoy.service.ratelimit.v3 import rls_pb2
+from chirp_envoy_api.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from chirp_envoy_api.envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2
 
 Code = rls_pb2.RateLimitResponse.Code
 

@@ -6,8 +6,8 @@ import pytest
 from google.rpc import code_pb2
 
 from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_envoy_api.envoy.config.core.v3 import base_pb2
 from edge_proxy.authz import CACHE_PREFIX, TokenCache
-from envoy.config.core.v3 import base_pb2
 from tests.edge_services.conftest import Edge, sign_in
 from tests.edge_services.helpers import bearer, check_request, denied_body, denied_headers, upstream_headers
 from tests.graph.helpers import sql

@@ -14,9 +14,9 @@ from google.rpc import code_pb2
 from chirp.users.v1 import users_pb2_grpc
 from chirp_core.grpc_server import start_server
 from chirp_core.rpc import downstream_channel
+from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from edge_proxy.authz import AuthorizationServicer, TokenCache
 from edge_proxy.guard import Guard, GuardRequest
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from tests.edge_services.conftest import Edge, sign_in
 from tests.edge_services.helpers import bearer
 from tests.support import Api

@@ -11,9 +11,9 @@ import uuid
 import pytest
 
 from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2
 from edge_proxy.limits import Window
 from edge_proxy.ratelimit import KEY_PREFIX, UNLIMITED_REMAINING
-from envoy.service.ratelimit.v3 import rls_pb2
 from tests.edge_services.conftest import Edge
 from tests.edge_services.helpers import Code, rate_limit_request
 

@@ -4,7 +4,8 @@ python scripts/protos.py generate   # rewrite chirp/** from protos/**,
                                     #   chirp_envoy_api/** from third_party/envoy-protos/
 python scripts/protos.py check      # fail when the committed stubs are stale
 python scripts/protos.py lint       # buf lint
-python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1)
+python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1), or
+                                          #   the newest commit after it with a Contract-Break trailer
 python scripts/protos.py descriptor OUT   # buf build a descriptor set (for Envoy)
 """
 
@@ -164,7 +165,77 @@ def command_lint() -> int:
     return buf("lint")
 
 
+CONTRACT_BREAK = "Contract-Break"
+
+
+@dataclass(frozen=True)
+class ContractBreak:
+    """A commit whose message carries a `Contract-Break: <reason>` git trailer: a deliberate,
+    reviewed break of the contracts, which becomes the baseline of later breaking checks."""
+
+    commit: str
+    reason: str
+
+
+def parse_contract_breaks(log: str) -> list[ContractBreak]:
+    """The commits with a non-empty Contract-Break trailer in the output of `git log` run with
+    BREAKS_FORMAT, in the log's order (newest first)."""
+    found: list[ContractBreak] = []
+    for record in log.split("\x1e"):
+        commit, _, reasons = record.strip("\n").partition("\x1f")
+        reason = "; ".join(r.strip() for r in reasons.split("\x1f") if r.strip())
+        if commit and reason:
+            found.append(ContractBreak(commit, reason))
+    return found
+
+
+# Each commit: its hash, then the value of each Contract-Break trailer (git's own trailer parsing:
+# "key: value" lines in the message's last paragraph, key case-insensitive), fields split by
+# \x1f, commits by \x1e.
+BREAKS_FORMAT = f"%H%x1f%(trailers:key={CONTRACT_BREAK},valueonly,unfold,separator=%x1f)%x1e"
+
+
+def contract_breaks(ref: str, repo: Path = ROOT) -> list[ContractBreak] | None:
+    """The commits in ref..HEAD that accept a contract break, newest first; None when git
+    cannot list them (an unknown ref), after printing why."""
+    log = subprocess.run(
+        ["git", "log", "--topo-order", f"--format={BREAKS_FORMAT}", f"{ref}..HEAD", "--"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    if log.returncode != 0:
+        print(log.stderr, end="", file=sys.stderr)
+        return None
+    return parse_contract_breaks(log.stdout)
+
+
+def breaking_baseline(ref: str, repo: Path = ROOT) -> str | None:
+    """What to compare the contracts against: ref, unless a commit after it accepted a break
+    with a Contract-Break trailer; then the newest such commit, so that breaks after it are
+    still caught. Prints which and why; None when ref is not a commit."""
+    breaks = contract_breaks(ref, repo)
+    if breaks is None:
+        return None
+    if not breaks:
+        print(f"breaking: comparing against {ref}")
+        return ref
+    newest = breaks[0]
+    print(
+        f"breaking: comparing against {newest.commit[:12]}, not {ref}: a commit after {ref} "
+        f"accepts a contract break ({CONTRACT_BREAK}: {newest.reason})"
+    )
+    return newest.commit
+
+
 def command_breaking(ref: str = "HEAD~1") -> int:
+    """buf breaking of the working tree against ref, or against the newest commit after ref whose
+    message has a `Contract-Break: <reason>` trailer: a break is accepted once, explicitly, in
+    the commit that makes it, and the next check starts from there."""
+    baseline = breaking_baseline(ref)
+    if baseline is None:
+        return 1
+    ref = baseline
     stage_deps()
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"

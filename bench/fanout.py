@@ -196,7 +196,7 @@ async def run(
 
     async def post(user_id: int, content: str) -> tweets_pb2.Tweet:
         request = tweets_pb2.CreateTweetRequest(user_id=user_id, content=content)
-        return (await tweets.CreateTweet(request, metadata=meta(user_id))).tweet
+        return await tweets.CreateTweet(request, metadata=meta(user_id))
 
     try:
         # Fan-out lag: every follower (and the author) warm, then one tweet at a time.

@@ -125,9 +125,9 @@ async def fanout_lag(
             request = tweets_pb2.CreateTweetRequest(
                 user_id=probe.author_id, content=f"fan-out lag probe {number}"
             )
-            answer = await writer.CreateTweet(request, metadata=_as(probe.author_id), timeout=10)
+            tweet = await writer.CreateTweet(request, metadata=_as(probe.author_id), timeout=10)
             posted = time.perf_counter()
-            lags = await asyncio.gather(*(seen_by(f, answer.tweet.tweet_id, posted) for f in probe.followers))
+            lags = await asyncio.gather(*(seen_by(f, tweet.tweet_id, posted) for f in probe.followers))
             samples.append(LagSample(probe.celebrity, list(lags)))
             bar.advance()
             await asyncio.sleep(gap)

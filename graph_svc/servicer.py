@@ -23,14 +23,12 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
 
-    async def CreateUser(
-        self, request: users_pb2.CreateUserRequest, context: Context
-    ) -> users_pb2.CreateUserResponse:
+    async def CreateUser(self, request: users_pb2.CreateUserRequest, context: Context) -> users_pb2.User:
         user = await self._accounts.create_user(request.handle, request.display_name, request.password)
-        return users_pb2.CreateUserResponse(user=user_proto(user))
+        return user_proto(user)
 
-    async def GetUser(self, request: users_pb2.GetUserRequest, context: Context) -> users_pb2.GetUserResponse:
-        return users_pb2.GetUserResponse(user=user_proto(await self._accounts.get_user(request.user_id)))
+    async def GetUser(self, request: users_pb2.GetUserRequest, context: Context) -> users_pb2.User:
+        return user_proto(await self._accounts.get_user(request.user_id))
 
     async def CreateSession(
         self, request: users_pb2.CreateSessionRequest, context: Context

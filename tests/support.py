@@ -36,10 +36,9 @@ class Api:
 
     async def new_user(self, handle: str | None = None, password: str = "correct horse") -> users_pb2.User:
         handle = handle or f"user{next(_handles)}"
-        response = await self.users.CreateUser(
+        return await self.users.CreateUser(
             users_pb2.CreateUserRequest(handle=handle, display_name=handle.title(), password=password)
         )
-        return response.user
 
 
 async def rpc_error(call: Any) -> grpc.aio.AioRpcError:

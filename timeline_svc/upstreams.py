@@ -23,12 +23,12 @@ class GrpcUserDirectory:
 
     async def get_user(self, user_id: int) -> User | None:
         try:
-            reply = await self._stub.GetUser(users_pb2.GetUserRequest(user_id=user_id))
+            user = await self._stub.GetUser(users_pb2.GetUserRequest(user_id=user_id))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
-        return user_from_proto(reply.user)
+        return user_from_proto(user)
 
     async def get_users(self, user_ids: Collection[int]) -> Mapping[int, User]:
         if not user_ids:
@@ -62,12 +62,12 @@ class GrpcFollowGraph:
 
     async def follower_count(self, user_id: int) -> int | None:
         try:
-            reply = await self._users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
+            user = await self._users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
-        return reply.user.follower_count
+        return user.follower_count
 
 
 class GrpcTweetStore:

@@ -25,7 +25,7 @@ class TweetServicer(tweets_pb2_grpc.TweetServiceServicer):
         self._media = media
         self._media_base = media_base
 
-    async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
+    async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.Tweet:
         tweet = await self._service.create_tweet(
             caller_id(context),
             request.user_id,
@@ -34,15 +34,15 @@ class TweetServicer(tweets_pb2_grpc.TweetServiceServicer):
             request.idempotency_key,
             list(request.media_ids),
         )
-        return pb.CreateTweetResponse(tweet=tweet_proto(tweet, self._media_base))
+        return tweet_proto(tweet, self._media_base)
 
-    async def GetTweet(self, request: pb.GetTweetRequest, context: Context) -> pb.GetTweetResponse:
+    async def GetTweet(self, request: pb.GetTweetRequest, context: Context) -> pb.Tweet:
         tweet = await self._service.get_tweet(request.tweet_id)
-        return pb.GetTweetResponse(tweet=tweet_proto(tweet, self._media_base))
+        return tweet_proto(tweet, self._media_base)
 
-    async def EditTweet(self, request: pb.EditTweetRequest, context: Context) -> pb.EditTweetResponse:
+    async def EditTweet(self, request: pb.EditTweetRequest, context: Context) -> pb.Tweet:
         tweet = await self._service.edit_tweet(caller_id(context), request.tweet_id, request.content)
-        return pb.EditTweetResponse(tweet=tweet_proto(tweet, self._media_base))
+        return tweet_proto(tweet, self._media_base)
 
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
         await self._service.delete_tweet(caller_id(context), request.tweet_id)

@@ -104,18 +104,16 @@ def processes_using(data_dir: Path, program: str = "") -> list[psutil.Process]:
 def create_user(address: str, handle: str) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = users_pb2_grpc.UserServiceStub(channel)
-        reply = stub.CreateUser(
+        user = stub.CreateUser(
             users_pb2.CreateUserRequest(handle=handle, password="a long password"), timeout=10
         )
-        return reply.user.user_id
+        return user.user_id
 
 
 def get_user(address: str, user_id: int) -> users_pb2.User:
     with grpc.insecure_channel(address) as channel:
-        return (
-            users_pb2_grpc.UserServiceStub(channel)
-            .GetUser(users_pb2.GetUserRequest(user_id=user_id), timeout=10)
-            .user
+        return users_pb2_grpc.UserServiceStub(channel).GetUser(
+            users_pb2.GetUserRequest(user_id=user_id), timeout=10
         )
 
 

@@ -106,7 +106,7 @@ async def applied(timeline: Timeline, event_type: str) -> float:
 
 async def reply(api: Api, user_id: int, to: int, content: str = "a reply") -> tweets_pb2.Tweet:
     request = tweets_pb2.CreateTweetRequest(user_id=user_id, content=content, reply_to=to)
-    return (await api.tweets.CreateTweet(request, metadata=as_user(user_id))).tweet
+    return await api.tweets.CreateTweet(request, metadata=as_user(user_id))
 
 
 async def delete(api: Api, user_id: int, tweet_id: int) -> None:

@@ -13,7 +13,7 @@ from tests.support import Api, rpc_error
 
 
 async def counts(api: Api, user_id: int) -> tuple[int, int]:
-    user = (await api.users.GetUser(users_pb2.GetUserRequest(user_id=user_id))).user
+    user = await api.users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
     return user.follower_count, user.following_count
 
 

@@ -103,7 +103,7 @@ async def test_listed_profiles_are_full(api: Api) -> None:
     followers = await list_page(api, "ListFollowers", alice.user_id)
     following = await list_page(api, "ListFollowing", bob.user_id)
 
-    fetched_bob = (await api.users.GetUser(users_pb2.GetUserRequest(user_id=bob.user_id))).user
+    fetched_bob = await api.users.GetUser(users_pb2.GetUserRequest(user_id=bob.user_id))
     assert list(followers.users) == [fetched_bob]
     assert fetched_bob.following_count == 1
     assert list(following.users) == [with_counts(alice, followers=1, following=0)]

@@ -20,7 +20,7 @@ async def create(
     api: Api, handle: str, display_name: str = "", password: str = "correct horse"
 ) -> users_pb2.User:
     request = users_pb2.CreateUserRequest(handle=handle, display_name=display_name, password=password)
-    return (await api.users.CreateUser(request)).user
+    return await api.users.CreateUser(request)
 
 
 async def login(api: Api, handle: str, password: str = "correct horse") -> users_pb2.CreateSessionResponse:
@@ -43,7 +43,7 @@ async def test_create_user_stores_the_handle_lower_case_and_get_user_reads_it(ap
     age = datetime.now(UTC) - user.created_at.ToDatetime(tzinfo=UTC)
     assert timedelta(0) <= age < timedelta(minutes=1)
     fetched = await api.users.GetUser(users_pb2.GetUserRequest(user_id=user.user_id))
-    assert fetched.user == user
+    assert fetched == user
 
 
 async def test_the_password_is_stored_as_an_argon2id_hash(api: Api, database_url: str) -> None:

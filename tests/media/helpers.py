@@ -45,5 +45,5 @@ async def tweet_with_media(
     api: Api, user_id: int, media_ids: list[int], content: str = "", **fields: object
 ) -> pb.Tweet:
     request = pb.CreateTweetRequest(user_id=user_id, content=content, media_ids=media_ids, **fields)  # type: ignore[arg-type]
-    response: pb.CreateTweetResponse = await api.tweets.CreateTweet(request, metadata=as_user(user_id))
-    return response.tweet
+    tweet: pb.Tweet = await api.tweets.CreateTweet(request, metadata=as_user(user_id))
+    return tweet

@@ -38,7 +38,7 @@ async def test_a_tweet_carries_its_media_in_order_with_urls_types_sizes_and_dime
         key = media.url.removeprefix(local_store.upload_url)
         assert local_store.path_of(key).read_bytes() == data
     fetched = await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))
-    assert list(fetched.tweet.media) == list(tweet.media)
+    assert list(fetched.media) == list(tweet.media)
 
 
 async def test_media_without_text_is_a_tweet_but_no_media_needs_text(api: Api) -> None:
@@ -198,8 +198,8 @@ async def test_an_edit_keeps_the_media(api: Api, database_url: str) -> None:
         pb.EditTweetRequest(tweet_id=tweet.tweet_id, content="now with words"),
         metadata=as_user(author.user_id),
     )
-    assert edited.tweet.content == "now with words"
-    assert list(edited.tweet.media) == list(tweet.media)
+    assert edited.content == "now with words"
+    assert list(edited.media) == list(tweet.media)
     with psycopg.connect(database_url) as conn:
         [(state,)] = conn.execute(
             "SELECT state FROM tweets.media WHERE media_id = %s", (tweet.media[0].media_id,)

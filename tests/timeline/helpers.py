@@ -28,7 +28,7 @@ async def new_users(api: Api, count: int) -> list[users_pb2.User]:
 
 async def post(api: Api, user_id: int, content: str) -> tweets_pb2.Tweet:
     request = tweets_pb2.CreateTweetRequest(user_id=user_id, content=content)
-    return (await api.tweets.CreateTweet(request, metadata=as_user(user_id))).tweet
+    return await api.tweets.CreateTweet(request, metadata=as_user(user_id))
 
 
 async def follow(api: Api, follower_id: int, followee_id: int) -> None:

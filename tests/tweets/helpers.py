@@ -15,10 +15,9 @@ BOB = 1002
 
 
 async def post(api: Api, user_id: int, content: str = "hello", **fields: Any) -> pb.Tweet:
-    response = await api.tweets.CreateTweet(
+    return await api.tweets.CreateTweet(
         pb.CreateTweetRequest(user_id=user_id, content=content, **fields), metadata=as_user(user_id)
     )
-    return response.tweet
 
 
 async def expect_error(call: Any, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:

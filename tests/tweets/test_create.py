@@ -23,7 +23,7 @@ async def test_create_returns_the_tweet_and_get_reads_it_back(api: Api) -> None:
     created = tweet.created_at.ToDatetime(tzinfo=UTC)
     assert before - timedelta(seconds=1) <= created <= datetime.now(UTC) + timedelta(seconds=1)
 
-    got = (await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))).tweet
+    got = await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))
     assert got == tweet
 
 
@@ -58,7 +58,7 @@ async def test_280_code_points_are_accepted_and_kept_as_sent(api: Api) -> None:
     content = " " + "🐦" * 139 + "𝄞" * 138 + "é "
     assert len(content) == 280
     tweet = await post(api, ALICE, content)
-    got = (await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))).tweet
+    got = await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))
     assert got.content == content
 
 

@@ -11,7 +11,7 @@ from tests.tweets.helpers import ALICE, BOB, expect_error, expect_invalid, outbo
 
 async def edit(api: Api, tweet_id: int, content: str, caller: int = ALICE) -> pb.Tweet:
     request = pb.EditTweetRequest(tweet_id=tweet_id, content=content)
-    return (await api.tweets.EditTweet(request, metadata=as_user(caller))).tweet
+    return await api.tweets.EditTweet(request, metadata=as_user(caller))
 
 
 async def versions(api: Api, tweet_id: int) -> list[tuple[int, str]]:
@@ -36,7 +36,7 @@ async def test_edits_make_versions_and_get_shows_the_latest(api: Api) -> None:
         tweet.conversation_id,
     )
 
-    got = (await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))).tweet
+    got = await api.tweets.GetTweet(pb.GetTweetRequest(tweet_id=tweet.tweet_id))
     assert got == third
     assert await versions(api, tweet.tweet_id) == [(1, "v1"), (2, "v2"), (3, "v3 🐦")]
     history = (

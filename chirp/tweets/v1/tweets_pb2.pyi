@@ -207,30 +207,6 @@ class CreateTweetRequest(_message.Message):
 Global___CreateTweetRequest: _TypeAlias = CreateTweetRequest  # noqa: Y015
 
 @_typing.final
-class CreateTweetResponse(_message.Message):
-    """CreateTweetResponse carries the tweet."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TWEET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def tweet(self) -> Global___Tweet:
-        """The new tweet, or the earlier one with the same idempotency key."""
-
-    def __init__(
-        self,
-        *,
-        tweet: Global___Tweet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateTweetResponse: _TypeAlias = CreateTweetResponse  # noqa: Y015
-
-@_typing.final
 class GetTweetRequest(_message.Message):
     """GetTweetRequest names a tweet."""
 
@@ -251,30 +227,6 @@ class GetTweetRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTweetRequest: _TypeAlias = GetTweetRequest  # noqa: Y015
-
-@_typing.final
-class GetTweetResponse(_message.Message):
-    """GetTweetResponse carries the tweet."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TWEET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def tweet(self) -> Global___Tweet:
-        """The tweet."""
-
-    def __init__(
-        self,
-        *,
-        tweet: Global___Tweet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetTweetResponse: _TypeAlias = GetTweetResponse  # noqa: Y015
 
 @_typing.final
 class EditTweetRequest(_message.Message):
@@ -301,30 +253,6 @@ class EditTweetRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EditTweetRequest: _TypeAlias = EditTweetRequest  # noqa: Y015
-
-@_typing.final
-class EditTweetResponse(_message.Message):
-    """EditTweetResponse carries the edited tweet."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TWEET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def tweet(self) -> Global___Tweet:
-        """The tweet at its new version."""
-
-    def __init__(
-        self,
-        *,
-        tweet: Global___Tweet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tweet", b"tweet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EditTweetResponse: _TypeAlias = EditTweetResponse  # noqa: Y015
 
 @_typing.final
 class DeleteTweetRequest(_message.Message):

@@ -38,17 +38,17 @@ class TweetServiceStub:
         self.CreateTweet = channel.unary_unary(
                 '/chirp.tweets.v1.TweetService/CreateTweet',
                 request_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetRequest.SerializeToString,
-                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetResponse.FromString,
+                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
                 _registered_method=True)
         self.GetTweet = channel.unary_unary(
                 '/chirp.tweets.v1.TweetService/GetTweet',
                 request_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetRequest.SerializeToString,
-                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetResponse.FromString,
+                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
                 _registered_method=True)
         self.EditTweet = channel.unary_unary(
                 '/chirp.tweets.v1.TweetService/EditTweet',
                 request_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetRequest.SerializeToString,
-                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetResponse.FromString,
+                response_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
                 _registered_method=True)
         self.DeleteTweet = channel.unary_unary(
                 '/chirp.tweets.v1.TweetService/DeleteTweet',
@@ -159,17 +159,17 @@ def add_TweetServiceServicer_to_server(servicer, server):
             'CreateTweet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTweet,
                     request_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetRequest.FromString,
-                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetResponse.SerializeToString,
+                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.SerializeToString,
             ),
             'GetTweet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTweet,
                     request_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetRequest.FromString,
-                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetResponse.SerializeToString,
+                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.SerializeToString,
             ),
             'EditTweet': grpc.unary_unary_rpc_method_handler(
                     servicer.EditTweet,
                     request_deserializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetRequest.FromString,
-                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetResponse.SerializeToString,
+                    response_serializer=chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.SerializeToString,
             ),
             'DeleteTweet': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteTweet,
@@ -229,7 +229,7 @@ class TweetService:
             target,
             '/chirp.tweets.v1.TweetService/CreateTweet',
             chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetRequest.SerializeToString,
-            chirp_dot_tweets_dot_v1_dot_tweets__pb2.CreateTweetResponse.FromString,
+            chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
             options,
             channel_credentials,
             insecure,
@@ -256,7 +256,7 @@ class TweetService:
             target,
             '/chirp.tweets.v1.TweetService/GetTweet',
             chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetRequest.SerializeToString,
-            chirp_dot_tweets_dot_v1_dot_tweets__pb2.GetTweetResponse.FromString,
+            chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
             options,
             channel_credentials,
             insecure,
@@ -283,7 +283,7 @@ class TweetService:
             target,
             '/chirp.tweets.v1.TweetService/EditTweet',
             chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetRequest.SerializeToString,
-            chirp_dot_tweets_dot_v1_dot_tweets__pb2.EditTweetResponse.FromString,
+            chirp_dot_tweets_dot_v1_dot_tweets__pb2.Tweet.FromString,
             options,
             channel_credentials,
             insecure,

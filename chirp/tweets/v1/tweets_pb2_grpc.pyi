@@ -33,13 +33,13 @@ class TweetServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TweetServiceAsyncStub: ...
-    CreateTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.CreateTweetRequest, _tweets_pb2.CreateTweetResponse]
+    CreateTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.CreateTweetRequest, _tweets_pb2.Tweet]
     """CreateTweet posts a tweet for user_id, who must be the caller. A reply to a missing
     or deleted tweet is NOT_FOUND. A repeated idempotency_key returns the first tweet.
     """
-    GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.GetTweetRequest, _tweets_pb2.GetTweetResponse]
+    GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.GetTweetRequest, _tweets_pb2.Tweet]
     """GetTweet returns one tweet at its latest version. A deleted tweet is NOT_FOUND."""
-    EditTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.EditTweetRequest, _tweets_pb2.EditTweetResponse]
+    EditTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.EditTweetRequest, _tweets_pb2.Tweet]
     """EditTweet replaces the content; the earlier versions stay readable. Author only."""
     DeleteTweet: _grpc.UnaryUnaryMultiCallable[_tweets_pb2.DeleteTweetRequest, _tweets_pb2.DeleteTweetResponse]
     """DeleteTweet removes a tweet and its history. Author only."""
@@ -64,13 +64,13 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """TweetService owns tweets, their edit history and replies."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.CreateTweetRequest, _tweets_pb2.CreateTweetResponse]  # type: ignore[assignment]
+    CreateTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.CreateTweetRequest, _tweets_pb2.Tweet]  # type: ignore[assignment]
     """CreateTweet posts a tweet for user_id, who must be the caller. A reply to a missing
     or deleted tweet is NOT_FOUND. A repeated idempotency_key returns the first tweet.
     """
-    GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.GetTweetRequest, _tweets_pb2.GetTweetResponse]  # type: ignore[assignment]
+    GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.GetTweetRequest, _tweets_pb2.Tweet]  # type: ignore[assignment]
     """GetTweet returns one tweet at its latest version. A deleted tweet is NOT_FOUND."""
-    EditTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.EditTweetRequest, _tweets_pb2.EditTweetResponse]  # type: ignore[assignment]
+    EditTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.EditTweetRequest, _tweets_pb2.Tweet]  # type: ignore[assignment]
     """EditTweet replaces the content; the earlier versions stay readable. Author only."""
     DeleteTweet: _aio.UnaryUnaryMultiCallable[_tweets_pb2.DeleteTweetRequest, _tweets_pb2.DeleteTweetResponse]  # type: ignore[assignment]
     """DeleteTweet removes a tweet and its history. Author only."""
@@ -98,7 +98,7 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _tweets_pb2.CreateTweetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_tweets_pb2.CreateTweetResponse, _abc.Awaitable[_tweets_pb2.CreateTweetResponse]]:
+    ) -> _typing.Union[_tweets_pb2.Tweet, _abc.Awaitable[_tweets_pb2.Tweet]]:
         """CreateTweet posts a tweet for user_id, who must be the caller. A reply to a missing
         or deleted tweet is NOT_FOUND. A repeated idempotency_key returns the first tweet.
         """
@@ -108,7 +108,7 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _tweets_pb2.GetTweetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_tweets_pb2.GetTweetResponse, _abc.Awaitable[_tweets_pb2.GetTweetResponse]]:
+    ) -> _typing.Union[_tweets_pb2.Tweet, _abc.Awaitable[_tweets_pb2.Tweet]]:
         """GetTweet returns one tweet at its latest version. A deleted tweet is NOT_FOUND."""
 
     @_abc_1.abstractmethod
@@ -116,7 +116,7 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _tweets_pb2.EditTweetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_tweets_pb2.EditTweetResponse, _abc.Awaitable[_tweets_pb2.EditTweetResponse]]:
+    ) -> _typing.Union[_tweets_pb2.Tweet, _abc.Awaitable[_tweets_pb2.Tweet]]:
         """EditTweet replaces the content; the earlier versions stay readable. Author only."""
 
     @_abc_1.abstractmethod

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hirp/users/v1/users.proto\x12\x0e\x63hirp.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ollower_count\x18\x05 \x01(\x05\x12\x17\n\x0f\x66ollowing_count\x18\x06 \x01(\x05\"K\n\x11\x43reateUserRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"8\n\x12\x43reateUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.chirp.users.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"5\n\x0fGetUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.chirp.users.v1.User\"8\n\x14\x43reateSessionRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"g\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"X\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x14\x42\x61tchGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"<\n\x15\x42\x61tchGetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.chirp.users.v1.User2\x97\x04\n\x0bUserService\x12l\n\nCreateUser\x12!.chirp.users.v1.CreateUserRequest\x1a\".chirp.users.v1.CreateUserResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x06/users:\x01*b\x04user\x12j\n\x07GetUser\x12\x1e.chirp.users.v1.GetUserRequest\x1a\x1f.chirp.users.v1.GetUserResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x10/users/{user_id}b\x04user\x12r\n\rCreateSession\x12$.chirp.users.v1.CreateSessionRequest\x1a%.chirp.users.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/sessions:\x01*\x12\\\n\rValidateToken\x12$.chirp.users.v1.ValidateTokenRequest\x1a%.chirp.users.v1.ValidateTokenResponse\x12\\\n\rBatchGetUsers\x12$.chirp.users.v1.BatchGetUsersRequest\x1a%.chirp.users.v1.BatchGetUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hirp/users/v1/users.proto\x12\x0e\x63hirp.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ollower_count\x18\x05 \x01(\x05\x12\x17\n\x0f\x66ollowing_count\x18\x06 \x01(\x05\"K\n\x11\x43reateUserRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"8\n\x14\x43reateSessionRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"g\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"X\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x14\x42\x61tchGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"<\n\x15\x42\x61tchGetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.chirp.users.v1.User2\xf2\x03\n\x0bUserService\x12X\n\nCreateUser\x12!.chirp.users.v1.CreateUserRequest\x1a\x14.chirp.users.v1.User\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/users:\x01*\x12Y\n\x07GetUser\x12\x1e.chirp.users.v1.GetUserRequest\x1a\x14.chirp.users.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/users/{user_id}\x12r\n\rCreateSession\x12$.chirp.users.v1.CreateSessionRequest\x1a%.chirp.users.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/sessions:\x01*\x12\\\n\rValidateToken\x12$.chirp.users.v1.ValidateTokenRequest\x1a%.chirp.users.v1.ValidateTokenResponse\x12\\\n\rBatchGetUsers\x12$.chirp.users.v1.BatchGetUsersRequest\x1a%.chirp.users.v1.BatchGetUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,33 +34,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chirp.users.v1.users_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\021\"\006/users:\001*b\004user'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\013\"\006/users:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\030\022\020/users/{user_id}b\004user'
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\022\022\020/users/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['CreateSession']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\202\323\344\223\002\016\"\t/sessions:\001*'
   _globals['_USER']._serialized_start=110
   _globals['_USER']._serialized_end=268
   _globals['_CREATEUSERREQUEST']._serialized_start=270
   _globals['_CREATEUSERREQUEST']._serialized_end=345
-  _globals['_CREATEUSERRESPONSE']._serialized_start=347
-  _globals['_CREATEUSERRESPONSE']._serialized_end=403
-  _globals['_GETUSERREQUEST']._serialized_start=405
-  _globals['_GETUSERREQUEST']._serialized_end=438
-  _globals['_GETUSERRESPONSE']._serialized_start=440
-  _globals['_GETUSERRESPONSE']._serialized_end=493
-  _globals['_CREATESESSIONREQUEST']._serialized_start=495
-  _globals['_CREATESESSIONREQUEST']._serialized_end=551
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=553
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=656
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=658
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=695
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=697
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=785
-  _globals['_BATCHGETUSERSREQUEST']._serialized_start=787
-  _globals['_BATCHGETUSERSREQUEST']._serialized_end=827
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=829
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=889
-  _globals['_USERSERVICE']._serialized_start=892
-  _globals['_USERSERVICE']._serialized_end=1427
+  _globals['_GETUSERREQUEST']._serialized_start=347
+  _globals['_GETUSERREQUEST']._serialized_end=380
+  _globals['_CREATESESSIONREQUEST']._serialized_start=382
+  _globals['_CREATESESSIONREQUEST']._serialized_end=438
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=440
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=543
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=545
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=582
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=584
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=672
+  _globals['_BATCHGETUSERSREQUEST']._serialized_start=674
+  _globals['_BATCHGETUSERSREQUEST']._serialized_end=714
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=716
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=776
+  _globals['_USERSERVICE']._serialized_start=779
+  _globals['_USERSERVICE']._serialized_end=1277
 # @@protoc_insertion_point(module_scope)

@@ -96,30 +96,6 @@ class CreateUserRequest(_message.Message):
 Global___CreateUserRequest: _TypeAlias = CreateUserRequest  # noqa: Y015
 
 @_typing.final
-class CreateUserResponse(_message.Message):
-    """CreateUserResponse carries the new account."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    USER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def user(self) -> Global___User:
-        """The new account."""
-
-    def __init__(
-        self,
-        *,
-        user: Global___User | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateUserResponse: _TypeAlias = CreateUserResponse  # noqa: Y015
-
-@_typing.final
 class GetUserRequest(_message.Message):
     """GetUserRequest names the account to read."""
 
@@ -140,30 +116,6 @@ class GetUserRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
-
-@_typing.final
-class GetUserResponse(_message.Message):
-    """GetUserResponse carries the account."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    USER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def user(self) -> Global___User:
-        """The account."""
-
-    def __init__(
-        self,
-        *,
-        user: Global___User | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
 
 @_typing.final
 class CreateSessionRequest(_message.Message):

@@ -38,12 +38,12 @@ class UserServiceStub:
         self.CreateUser = channel.unary_unary(
                 '/chirp.users.v1.UserService/CreateUser',
                 request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateUserRequest.SerializeToString,
-                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateUserResponse.FromString,
+                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.User.FromString,
                 _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/chirp.users.v1.UserService/GetUser',
                 request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
-                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.GetUserResponse.FromString,
+                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.User.FromString,
                 _registered_method=True)
         self.CreateSession = channel.unary_unary(
                 '/chirp.users.v1.UserService/CreateSession',
@@ -107,12 +107,12 @@ def add_UserServiceServicer_to_server(servicer, server):
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateUserRequest.FromString,
-                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateUserResponse.SerializeToString,
+                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.GetUserRequest.FromString,
-                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.GetUserResponse.SerializeToString,
+                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
             ),
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
@@ -157,7 +157,7 @@ class UserService:
             target,
             '/chirp.users.v1.UserService/CreateUser',
             chirp_dot_users_dot_v1_dot_users__pb2.CreateUserRequest.SerializeToString,
-            chirp_dot_users_dot_v1_dot_users__pb2.CreateUserResponse.FromString,
+            chirp_dot_users_dot_v1_dot_users__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -184,7 +184,7 @@ class UserService:
             target,
             '/chirp.users.v1.UserService/GetUser',
             chirp_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
-            chirp_dot_users_dot_v1_dot_users__pb2.GetUserResponse.FromString,
+            chirp_dot_users_dot_v1_dot_users__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,9 +33,9 @@ class UserServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
-    CreateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.User]
     """CreateUser signs a new account up. A handle already taken is ALREADY_EXISTS."""
-    GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
+    GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.User]
     """GetUser returns one account's public profile."""
     CreateSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateSessionRequest, _users_pb2.CreateSessionResponse]
     """CreateSession logs in: handle and password in, a bearer token out."""
@@ -49,9 +49,9 @@ class UserServiceAsyncStub(UserServiceStub):
     """UserService owns accounts and sessions. The gateway validates bearer tokens through it."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]  # type: ignore[assignment]
+    CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.User]  # type: ignore[assignment]
     """CreateUser signs a new account up. A handle already taken is ALREADY_EXISTS."""
-    GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
+    GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.User]  # type: ignore[assignment]
     """GetUser returns one account's public profile."""
     CreateSession: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateSessionRequest, _users_pb2.CreateSessionResponse]  # type: ignore[assignment]
     """CreateSession logs in: handle and password in, a bearer token out."""
@@ -68,7 +68,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _users_pb2.CreateUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_users_pb2.CreateUserResponse, _abc.Awaitable[_users_pb2.CreateUserResponse]]:
+    ) -> _typing.Union[_users_pb2.User, _abc.Awaitable[_users_pb2.User]]:
         """CreateUser signs a new account up. A handle already taken is ALREADY_EXISTS."""
 
     @_abc_1.abstractmethod
@@ -76,7 +76,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _users_pb2.GetUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_users_pb2.GetUserResponse, _abc.Awaitable[_users_pb2.GetUserResponse]]:
+    ) -> _typing.Union[_users_pb2.User, _abc.Awaitable[_users_pb2.User]]:
         """GetUser returns one account's public profile."""
 
     @_abc_1.abstractmethod

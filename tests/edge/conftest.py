@@ -1,6 +1,6 @@
 """The edge in front of the in-process stack, started by the same composition root as `chirp up`
-(edge_proxy.edge): an embedded Redis in a temporary directory, the ext_authz and rate-limit
-services, the guard and the Python gateway on free ports, with the low limits of limits.yaml."""
+(edge_proxy.edge): the ext_authz and rate-limit services, the local media store and a real Envoy
+on free ports, with the low limits of limits.yaml. Envoy's JSON access log goes to a file."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def edge_settings(stack: Stack, data_dir: Path, **changes: object) -> Settings:
         timeline_addr=stack.address("timeline"),
         http_port=0,
         auth_port=0,
+        media_store_port=0,
+        envoy_admin_port=0,
+        envoy_access_log=str(data_dir / "access.log"),
+        envoy_health_check_seconds=0.5,
+        envoy_stream_idle_timeout_seconds=1.0,
         embedded_redis_port=0,
         rate_limits=str(LIMITS_FILE),
         upstream_timeout_seconds=5.0,

@@ -98,20 +98,23 @@ async def test_lists_of_an_unknown_user_are_404(http: aiohttp.ClientSession) -> 
 async def test_follow_bad_input(http: aiohttp.ClientSession) -> None:
     alice = await sign_up(http)
     me = str(alice.id)
-    for followee, field in ((me, "followee_id"), ("abc", "followee_id"), ([1, 2], "followee_id"), (me, "")):
+    for followee, field in ((me, "followee_id"), ("abc", "followee_id"), (me, "")):
         body: dict[str, Any] = {"follower_id": me, "followee_id": followee}
         if not field:
             body = {"follower_id": "1.5", "followee_id": me}
             field = "follower_id"
         (await call(http, "POST", "/follow", user=alice, json=body)).field_error(field)
+    # A list where an ID goes: Envoy's JSON parser refuses it without naming the field.
+    listed = {"follower_id": me, "followee_id": [1, 2]}
+    (await call(http, "POST", "/follow", user=alice, json=listed)).expect(400, "INVALID_ARGUMENT")
     unknown = {"follower_id": me, "followee_id": "999999999999999"}
     (await call(http, "POST", "/follow", user=alice, json=unknown)).expect(404, "USER_NOT_FOUND")
 
 
 async def test_follow_malformed_json_is_400(http: aiohttp.ClientSession) -> None:
     alice = await sign_up(http)
-    (await call(http, "POST", "/follow", user=alice, data=b"follow everyone")).expect(400, "MALFORMED_JSON")
-    (await call(http, "DELETE", "/follow", user=alice, data=b"[1]")).expect(400, "MALFORMED_JSON")
+    (await call(http, "POST", "/follow", user=alice, data=b"follow everyone")).expect(400, "INVALID_ARGUMENT")
+    (await call(http, "DELETE", "/follow", user=alice, data=b"[1]")).expect(400, "INVALID_ARGUMENT")
 
 
 async def test_relationship_with_a_bad_id_is_400(http: aiohttp.ClientSession) -> None:

@@ -84,7 +84,7 @@ async def test_280_code_points_is_not_too_long(http: aiohttp.ClientSession) -> N
 async def test_post_malformed_json_is_400(http: aiohttp.ClientSession) -> None:
     alice = await sign_up(http)
     reply = await call(http, "POST", "/tweets", user=alice, data=b'{"user_id": "1", "content": "x"')
-    reply.expect(400, "MALFORMED_JSON")
+    reply.expect(400, "INVALID_ARGUMENT")
 
 
 async def test_get_a_tweet(http: aiohttp.ClientSession) -> None:
@@ -116,15 +116,18 @@ async def test_edit_keeps_the_history(http: aiohttp.ClientSession) -> None:
     assert (await call(http, "GET", path, user=alice)).expect(200).json["content"] == "the"
 
 
-async def test_edit_path_wins_over_a_tweet_id_in_the_body(http: aiohttp.ClientSession) -> None:
+async def test_a_tweet_id_in_the_body_that_contradicts_the_path_is_400(http: aiohttp.ClientSession) -> None:
     alice = await sign_up(http)
     first = await tweet(http, alice, "one")
     second = await tweet(http, alice, "two")
     body = {"tweet_id": second["tweet_id"], "content": "one, edited"}
-    edited = (await call(http, "PATCH", f"/tweets/{first['tweet_id']}", user=alice, json=body)).expect(200)
-    assert edited.json["tweet_id"] == first["tweet_id"]
-    unchanged = (await call(http, "GET", f"/tweets/{second['tweet_id']}", user=alice)).expect(200)
-    assert unchanged.json["content"] == "two"
+    (await call(http, "PATCH", f"/tweets/{first['tweet_id']}", user=alice, json=body)).field_error("tweet_id")
+    for posted, content in ((first, "one"), (second, "two")):
+        unchanged = (await call(http, "GET", f"/tweets/{posted['tweet_id']}", user=alice)).expect(200)
+        assert unchanged.json["content"] == content
+    same = {"tweet_id": first["tweet_id"], "content": "one, edited"}
+    edited = (await call(http, "PATCH", f"/tweets/{first['tweet_id']}", user=alice, json=same)).expect(200)
+    assert edited.json["content"] == "one, edited"
 
 
 async def test_edit_bad_input_and_missing_tweet(http: aiohttp.ClientSession) -> None:
@@ -133,7 +136,7 @@ async def test_edit_bad_input_and_missing_tweet(http: aiohttp.ClientSession) -> 
     path = f"/tweets/{posted['tweet_id']}"
     (await call(http, "PATCH", path, user=alice, json={"content": ""})).field_error("content")
     (await call(http, "PATCH", path, user=alice, json={"content": "y" * 281})).field_error("content")
-    (await call(http, "PATCH", path, user=alice, data=b"{oops")).expect(400, "MALFORMED_JSON")
+    (await call(http, "PATCH", path, user=alice, data=b"{oops")).expect(400, "INVALID_ARGUMENT")
     missing = await call(http, "PATCH", "/tweets/999999999999", user=alice, json={"content": "z"})
     missing.expect(404, "TWEET_NOT_FOUND")
     (await call(http, "GET", "/tweets/999999999999/versions", user=alice)).expect(404, "TWEET_NOT_FOUND")

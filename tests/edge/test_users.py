@@ -50,7 +50,6 @@ async def test_a_taken_handle_is_409(http: aiohttp.ClientSession) -> None:
         ({"handle": "HANDLE"}, "password"),
         ({"handle": "HANDLE", "password": PASSWORD, "display_name": "d" * 51}, "display_name"),
         ({"handle": 12345, "password": PASSWORD}, "handle"),
-        ({"handle": "HANDLE", "password": ["a", "list"]}, "password"),
     ],
 )
 async def test_sign_up_bad_input_is_400_naming_the_field(
@@ -63,10 +62,12 @@ async def test_sign_up_bad_input_is_400_naming_the_field(
     assert reply.json["code"] == 3
 
 
-@pytest.mark.parametrize("raw", [b'{"handle": "abc",', b"not json", b"[]", b"42"])
+@pytest.mark.parametrize(
+    "raw", [b'{"handle": "abc",', b"not json", b"[]", b"42", b'{"handle": "abc", "password": ["a", "list"]}']
+)
 async def test_sign_up_malformed_json_is_400(http: aiohttp.ClientSession, raw: bytes) -> None:
     reply = await call(http, "POST", "/users", data=raw, headers={"Content-Type": "application/json"})
-    reply.expect(400, "MALFORMED_JSON")
+    reply.expect(400, "INVALID_ARGUMENT")
 
 
 async def test_log_in_answers_a_token_and_when_it_expires(http: aiohttp.ClientSession) -> None:

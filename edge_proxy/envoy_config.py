@@ -1,0 +1,619 @@
+"""Envoy's configuration, written from the contracts and the settings: the one source of the
+public route table, its per-route auth and rate-limit policy, and the filters in front.
+
+    config = envoy_bootstrap(EnvoyOptions.from_settings(settings, descriptor_path))
+    yaml_text = render(config)
+
+`chirp up` writes it at each start (edge_proxy.envoy_process); `chirp envoy-config` prints the
+production form (hosts graph, tweets, timeline, edge by DNS), which is edge_proxy/envoy.yaml.
+
+A request passes: health check (/healthz) -> grpc_web -> ext_authz (bearer token -> x-chirp-user-id;
+a route marked public skips the token) -> ratelimit (the route's descriptors) -> the media cache
+(/media/ only) -> grpc_json_transcoder (REST -> gRPC; gRPC and gRPC-Web calls pass as they are)
+-> router. Envoy's own error answers are rewritten into google.rpc.Status JSON
+(local_reply_config); answers our services or the auth service wrote are left as they are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
+from chirp_core.settings import Settings
+from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
+from edge_proxy.http_rules import HttpRoute, http_routes
+from edge_proxy.limits import ALL_REQUESTS, DOMAIN, PER_USER_RPCS, SIGN_IN, SIGN_IN_RPCS, USER_ID, limits_file
+
+TYPE = "type.googleapis.com/"
+# Which upstream cluster serves each service of the contracts.
+CLUSTER_OF_SERVICE: Mapping[str, str] = {
+    "chirp.users.v1.UserService": "graph",
+    "chirp.graph.v1.GraphService": "graph",
+    "chirp.tweets.v1.TweetService": "tweets",
+    "chirp.timeline.v1.TimelineService": "timeline",
+}
+SERVICE_CLUSTERS = ("graph", "tweets", "timeline")
+# The ext_authz and rate-limit services (edge_proxy.edge_services).
+EDGE_CLUSTER = "edge"
+MEDIA_CLUSTER = "media"
+HEALTH_PATH = "/healthz"
+CACHE_FILTER = "envoy.filters.http.cache"
+MEDIA_PREFIX = "/media/"
+# Calls that need no bearer token: sign-up and log-in.
+PUBLIC_RPCS = SIGN_IN_RPCS
+# Response headers no REST client should see.
+HIDDEN_RESPONSE_HEADERS = (
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "grpc-accept-encoding",
+    "x-envoy-upstream-service-time",
+)
+# gRPC code Envoy's own error answers carry, by their HTTP status (the inverse of the transcoder's
+# mapping; 405 and 413 have no gRPC twin and are read as UNIMPLEMENTED / RESOURCE_EXHAUSTED).
+LOCAL_REPLY_CODES: Mapping[int, tuple[int, str]] = {
+    400: (3, "INVALID_ARGUMENT"),
+    401: (16, "UNAUTHENTICATED"),
+    403: (7, "PERMISSION_DENIED"),
+    404: (5, "NOT_FOUND"),
+    405: (12, "METHOD_NOT_ALLOWED"),
+    408: (4, "REQUEST_TIMEOUT"),
+    413: (8, "BODY_TOO_LARGE"),
+    429: (8, "RATE_LIMITED"),
+    431: (3, "HEADERS_TOO_LARGE"),
+    500: (13, "INTERNAL"),
+    502: (14, "UPSTREAM_UNAVAILABLE"),
+    503: (14, "UPSTREAM_UNAVAILABLE"),
+    504: (4, "UPSTREAM_TIMEOUT"),
+}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a cluster's endpoints are: host:port pairs (IP addresses or DNS names)."""
+
+    name: str
+    addresses: tuple[tuple[str, int], ...]
+    grpc: bool = True
+
+
+@dataclass(frozen=True)
+class EnvoyOptions:
+    """Everything the config depends on. `from_settings` is the one mapping from Settings."""
+
+    listen_host: str
+    listen_port: int
+    admin_host: str
+    admin_port: int
+    descriptor_path: str
+    upstreams: tuple[Upstream, ...]
+    rate_limiting: bool = True
+    max_body_bytes: int = 64 * 1024
+    max_media_bytes: int = 64 * 1024 * 1024
+    upstream_timeout_seconds: float = 10.0
+    stream_idle_timeout_seconds: float = 300.0
+    health_check_interval_seconds: float = 5.0
+    access_log_path: str = "/dev/stdout"
+    media_cache_bytes: int = 256 * 1024 * 1024
+    extra_routes: tuple[Mapping[str, Any], ...] = field(default=())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, descriptor_path: str) -> EnvoyOptions:
+        upstreams = [
+            Upstream("graph", (_split(settings.graph_target),)),
+            Upstream("tweets", (_split(settings.tweets_target),)),
+            Upstream("timeline", (_split(settings.timeline_target),)),
+            Upstream(EDGE_CLUSTER, (_split(settings.auth_target),)),
+        ]
+        if settings.media_store == "local":
+            upstreams.append(Upstream(MEDIA_CLUSTER, (_split(settings.media_store_target),), grpc=False))
+        return cls(
+            listen_host=settings.host,
+            listen_port=settings.http_port,
+            admin_host=settings.host,
+            admin_port=settings.envoy_admin_port,
+            descriptor_path=descriptor_path,
+            upstreams=tuple(upstreams),
+            rate_limiting=limits_file(settings) is not None,
+            max_body_bytes=settings.max_body_bytes,
+            max_media_bytes=max(settings.media_max_image_bytes, settings.media_max_video_bytes),
+            upstream_timeout_seconds=settings.upstream_timeout_seconds,
+            stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
+            health_check_interval_seconds=settings.envoy_health_check_seconds,
+            access_log_path=settings.envoy_access_log or "/dev/stdout",
+        )
+
+    @property
+    def media(self) -> bool:
+        return any(u.name == MEDIA_CLUSTER for u in self.upstreams)
+
+
+def production_options() -> EnvoyOptions:
+    """The deployment of deploy/docker-compose.yml: every service by its DNS name."""
+    return EnvoyOptions(
+        listen_host="0.0.0.0",
+        listen_port=8080,
+        admin_host="127.0.0.1",
+        admin_port=9901,
+        descriptor_path="/etc/chirp/chirp.pb",
+        upstreams=(
+            Upstream("graph", (("graph", 50051),)),
+            Upstream("tweets", (("tweets", 50052),)),
+            Upstream("timeline", (("timeline", 50053),)),
+            Upstream(EDGE_CLUSTER, (("edge", 50054),)),
+        ),
+    )
+
+
+def _split(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+# Routes.
+
+
+def rate_limit_actions(rpc: str) -> list[dict[str, Any]]:
+    """The route's rate_limits: sign-up and log-in per client IP; every other call per user, plus a
+    budget of its own for PER_USER_RPCS. The descriptors match edge_proxy/ratelimit.yaml."""
+
+    def generic(value: str) -> dict[str, Any]:
+        return {"generic_key": {"descriptor_value": value}}
+
+    if rpc in SIGN_IN_RPCS:
+        return [{"actions": [generic(value), {"remote_address": {}}]} for value in (SIGN_IN, ALL_REQUESTS)]
+    user = {"request_headers": {"header_name": USER_ID_HEADER, "descriptor_key": USER_ID}}
+    own = [PER_USER_RPCS[rpc]] if rpc in PER_USER_RPCS else []
+    return [{"actions": [generic(value), user]} for value in (*own, ALL_REQUESTS)]
+
+
+def _method_is(verb: str) -> list[dict[str, Any]]:
+    return [{"name": ":method", "string_match": {"exact": verb}}]
+
+
+def _public(route: dict[str, Any]) -> dict[str, Any]:
+    """Mark a route public for the auth service (no token needed; a client-sent user header is
+    still removed by it)."""
+    route["typed_per_filter_config"] = {
+        "envoy.filters.http.ext_authz": {
+            "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+            "check_settings": {"context_extensions": {AUTH_POLICY_KEY: PUBLIC_POLICY}},
+        }
+    }
+    return route
+
+
+def _filter_state(disabled: bool) -> dict[str, Any]:
+    return {"@type": TYPE + "envoy.config.route.v3.FilterConfig", "disabled": disabled}
+
+
+def _filters_off(route: dict[str, Any], *names: str) -> dict[str, Any]:
+    route.setdefault("typed_per_filter_config", {}).update({name: _filter_state(True) for name in names})
+    return route
+
+
+def api_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
+    """The route of one REST binding, named after its RPC (the transcoder keeps that route:
+    match_incoming_request_route)."""
+    action: dict[str, Any] = {
+        "cluster": CLUSTER_OF_SERVICE[http.service],
+        "timeout": _duration(options.upstream_timeout_seconds),
+    }
+    if options.rate_limiting:
+        action["rate_limits"] = rate_limit_actions(http.rpc)
+    route: dict[str, Any] = {
+        "name": http.rpc[1:],
+        "match": {"safe_regex": {"regex": http.regex}, "headers": _method_is(http.verb)},
+        "route": action,
+    }
+    if http.server_streaming:
+        # A live stream: no overall deadline and no idle limit, for as long as the client listens.
+        action["timeout"] = "0s"
+        action["idle_timeout"] = "0s"
+        route["response_headers_to_add"] = [
+            {
+                "header": {"key": "cache-control", "value": "no-cache"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+    return _public(route) if http.rpc in PUBLIC_RPCS else route
+
+
+def grpc_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
+    """The same RPC called as gRPC or gRPC-Web (POST /pkg.Service/Method), with the same policy."""
+    action: dict[str, Any] = {
+        "cluster": CLUSTER_OF_SERVICE[http.service],
+        "timeout": "0s" if http.server_streaming else _duration(options.upstream_timeout_seconds),
+    }
+    if http.server_streaming:
+        action["idle_timeout"] = "0s"
+    if options.rate_limiting:
+        action["rate_limits"] = rate_limit_actions(http.rpc)
+    route: dict[str, Any] = {
+        "name": f"grpc:{http.rpc[1:]}",
+        "match": {"path": http.rpc, "grpc": {}},
+        "route": action,
+    }
+    return _public(route) if http.rpc in PUBLIC_RPCS else route
+
+
+def _status_route(
+    name: str, match: dict[str, Any], status: int, message: str, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """An answer Envoy gives itself; local_reply_config turns `message` into a Status JSON body."""
+    route: dict[str, Any] = {
+        "name": name,
+        "match": match,
+        "direct_response": {"status": status, "body": {"inline_string": message}},
+    }
+    if headers:
+        route["response_headers_to_add"] = [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in headers.items()
+        ]
+    return _filters_off(route, "envoy.filters.http.ext_authz")
+
+
+def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
+    table: list[dict[str, Any]] = []
+    api = http_routes()
+    for http in api:
+        table.append(api_route(http, options))
+    # A path some binding serves, with another method: 405 naming the methods it takes.
+    verbs: dict[str, list[str]] = {}
+    for http in api:
+        verbs.setdefault(http.regex, []).append(http.verb)
+    for regex, allowed in verbs.items():
+        allow = ", ".join(dict.fromkeys(allowed))
+        match = {"safe_regex": {"regex": regex}}
+        table.append(
+            _status_route(f"wrong-method:{regex}", match, 405, f"allowed: {allow}", {"allow": allow})
+        )
+    for http in {h.rpc: h for h in api}.values():
+        table.append(grpc_route(http, options))
+    table.append(
+        _filters_off(
+            {
+                "name": "healthz",
+                "match": {"path": HEALTH_PATH, "headers": _method_is("GET")},
+                # Answered by the health_check filter; the route only keeps the path out of the 404.
+                "direct_response": {"status": 200},
+            },
+            "envoy.filters.http.ext_authz",
+        )
+    )
+    table.append(
+        _status_route("healthz-wrong-method", {"path": HEALTH_PATH}, 405, "allowed: GET", {"allow": "GET"})
+    )
+    table.extend(dict(route) for route in options.extra_routes)
+    table.append(_status_route("not-found", {"prefix": "/"}, 404, "no such path"))
+    if options.media:
+        table = [_filters_off(route, CACHE_FILTER) for route in table]
+        table.insert(-1, media_route(options))
+    return table
+
+
+def media_route(options: EnvoyOptions) -> dict[str, Any]:
+    """The local object store: uploads authorized by their signed policy (no token), downloads
+    public and cached (the CDN of one machine)."""
+    route = {
+        "name": "media",
+        "match": {"prefix": MEDIA_PREFIX},
+        "route": {"cluster": MEDIA_CLUSTER, "timeout": "300s"},
+    }
+    return _filters_off(route, "envoy.filters.http.ext_authz", "envoy.filters.http.grpc_json_transcoder")
+
+
+# Filters.
+
+
+def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = [
+        {
+            "name": "envoy.filters.http.health_check",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+                "pass_through_mode": False,
+                "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}, *_method_is("GET")],
+                "cluster_min_healthy_percentages": {
+                    u.name: {"value": 100} for u in options.upstreams if u.grpc
+                },
+            },
+        },
+        {
+            # On the way out this runs after the transcoder, which turns gRPC trailers into headers.
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": {"response_mutations": [{"remove": name} for name in HIDDEN_RESPONSE_HEADERS]},
+            },
+        },
+        {
+            "name": "envoy.filters.http.grpc_web",
+            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"},
+        },
+        {
+            # Authentication first: no token, no rate-limit budget spent, no transcoding.
+            "name": "envoy.filters.http.ext_authz",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "grpc_service": {"envoy_grpc": {"cluster_name": EDGE_CLUSTER}, "timeout": "2s"},
+                "transport_api_version": "V3",
+                # Fail closed: the auth service down means 503 for everyone, never a free pass.
+                "failure_mode_allow": False,
+                "status_on_error": {"code": "ServiceUnavailable"},
+                "include_peer_certificate": False,
+            },
+        },
+    ]
+    if options.rate_limiting:
+        filters.append(
+            {
+                "name": "envoy.filters.http.ratelimit",
+                "typed_config": {
+                    "@type": TYPE + "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                    "domain": DOMAIN,
+                    "timeout": "1s",
+                    # Fail open: the rate-limit service (or its Redis) down lets traffic through.
+                    "failure_mode_deny": False,
+                    "enable_x_ratelimit_headers": "OFF",
+                    "rate_limit_service": {
+                        "grpc_service": {"envoy_grpc": {"cluster_name": EDGE_CLUSTER}},
+                        "transport_api_version": "V3",
+                    },
+                },
+            }
+        )
+    filters.append(
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                "proto_descriptor": options.descriptor_path,
+                "services": list(CLUSTER_OF_SERVICE),
+                "print_options": {
+                    "preserve_proto_field_names": True,
+                    "always_print_primitive_fields": False,
+                    "stream_sse_style_delimited": True,
+                },
+                "convert_grpc_status": True,
+                "match_incoming_request_route": True,
+                "max_request_body_size": options.max_body_bytes,
+                "request_validation_options": {
+                    # The route table is the gate: a path no route serves never gets here.
+                    "reject_unknown_method": False,
+                    "reject_unknown_query_parameters": True,
+                    "reject_binding_body_field_collisions": True,
+                },
+            },
+        }
+    )
+    if options.media:
+        # The CDN of one machine, on the media route only (every other route turns it off: it takes
+        # no per-route config); next to the router, as the cache filter wants.
+        filters.append(
+            {
+                "name": CACHE_FILTER,
+                "typed_config": cache_config(),
+            }
+        )
+    filters.append(
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.router.v3.Router",
+                "suppress_envoy_headers": True,
+            },
+        }
+    )
+    return filters
+
+
+def cache_config() -> dict[str, Any]:
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.cache.v3.CacheConfig",
+        "typed_config": {
+            "@type": TYPE + "envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig"
+        },
+    }
+
+
+def local_reply_config() -> dict[str, Any]:
+    """Envoy's own error answers (no route, bad JSON, body too large, upstream down, rate limited)
+    as google.rpc.Status JSON. The auth service's denials (flag UAEX) carry their own JSON body and
+    are kept: the first mapper that matches wins."""
+    healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTH_PATH}}}}
+
+    def status_is(status: int) -> dict[str, Any]:
+        value = {"default_value": status, "runtime_key": f"chirp.local_reply.{status}"}
+        return {"status_code_filter": {"comparison": {"op": "EQ", "value": value}}}
+
+    def health(status: int, serving: str) -> dict[str, Any]:
+        body = {"json_format": {"status": serving}, "content_type": "application/json"}
+        return {
+            "filter": {"and_filter": {"filters": [healthz, status_is(status)]}},
+            "body_format_override": body,
+        }
+
+    mappers: list[dict[str, Any]] = [
+        {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}},
+        health(200, "SERVING"),
+        health(503, "NOT_SERVING"),
+    ]
+    for status, (code, reason) in LOCAL_REPLY_CODES.items():
+        mappers.append(
+            {
+                "filter": status_is(status),
+                "body_format_override": {
+                    "json_format": {
+                        "code": code,
+                        "message": "%LOCAL_REPLY_BODY%",
+                        "details": [
+                            {
+                                "@type": TYPE + "google.rpc.ErrorInfo",
+                                "reason": reason,
+                                "domain": ERROR_DOMAIN,
+                            }
+                        ],
+                    },
+                    "content_type": "application/json",
+                },
+            }
+        )
+    return {"mappers": mappers}
+
+
+def access_log(options: EnvoyOptions) -> list[dict[str, Any]]:
+    """One JSON line per request."""
+    return [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": options.access_log_path,
+                "log_format": {
+                    "json_format": {
+                        "time": "%START_TIME%",
+                        "request_id": "%REQ(X-REQUEST-ID)%",
+                        "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
+                        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                        "route": "%ROUTE_NAME%",
+                        "status": "%RESPONSE_CODE%",
+                        "grpc_status": "%GRPC_STATUS_NUMBER%",
+                        "flags": "%RESPONSE_FLAGS%",
+                        "duration_ms": "%DURATION%",
+                        "upstream": "%UPSTREAM_CLUSTER%",
+                        "bytes_sent": "%BYTES_SENT%",
+                        "user_id": f"%REQ({USER_ID_HEADER.upper()})%",
+                    }
+                },
+            },
+        }
+    ]
+
+
+def http_connection_manager(options: EnvoyOptions) -> dict[str, Any]:
+    return {
+        "@type": TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "public_http",
+        "codec_type": "AUTO",
+        # The client address is the peer's (the remote_address rate-limit descriptor).
+        "use_remote_address": True,
+        "preserve_external_request_id": True,
+        "always_set_request_id_in_response": True,
+        "stream_idle_timeout": _duration(options.stream_idle_timeout_seconds),
+        "request_headers_timeout": "10s",
+        "common_http_protocol_options": {
+            "idle_timeout": "300s",
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "local_reply_config": local_reply_config(),
+        "access_log": access_log(options),
+        "route_config": {
+            "name": "chirp",
+            "virtual_hosts": [{"name": "chirp", "domains": ["*"], "routes": routes(options)}],
+        },
+        "http_filters": http_filters(options),
+    }
+
+
+def cluster(upstream: Upstream, options: EnvoyOptions) -> dict[str, Any]:
+    static = all(_is_ip(host) for host, _ in upstream.addresses)
+    config: dict[str, Any] = {
+        "name": upstream.name,
+        "type": "STATIC" if static else "STRICT_DNS",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": upstream.name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                        for host, port in upstream.addresses
+                    ]
+                }
+            ],
+        },
+    }
+    if upstream.grpc:
+        config["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": TYPE + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+        config["health_checks"] = [
+            {
+                "timeout": "1s",
+                "interval": _duration(options.health_check_interval_seconds),
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ]
+    return config
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def envoy_bootstrap(options: EnvoyOptions) -> dict[str, Any]:
+    return {
+        "admin": {
+            "address": {"socket_address": {"address": options.admin_host, "port_value": options.admin_port}}
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "public_http",
+                    "address": {
+                        "socket_address": {"address": options.listen_host, "port_value": options.listen_port}
+                    },
+                    "per_connection_buffer_limit_bytes": 1024 * 1024,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": http_connection_manager(options),
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [cluster(upstream, options) for upstream in options.upstreams],
+        },
+    }
+
+
+PRODUCTION_HEADER = """\
+# Envoy as Chirp's production gateway. Generated by `chirp envoy-config` from the contracts'
+# google.api.http rules and edge_proxy/envoy_config.py; do not edit (a test checks they agree).
+#
+# Needs, beside this file:
+#   /etc/chirp/chirp.pb   the descriptor set: `chirp envoy-config --descriptor chirp.pb`
+#   hosts graph, tweets, timeline and edge (`chirp serve NAME`; see deploy/docker-compose.yml)
+"""
+
+
+def render(config: Mapping[str, Any], header: str = "") -> str:
+    return header + yaml.safe_dump(dict(config), sort_keys=False, width=110)
+
+
+def production_yaml() -> str:
+    return render(envoy_bootstrap(production_options()), PRODUCTION_HEADER)

@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tweets-port", type=int, help="tweets gRPC port (default 50052)")
     up.add_argument("--timeline-port", type=int, help="timeline gRPC port (default 50053)")
     up.add_argument("--http-port", type=int, help="Envoy's public port, the REST API (default 8080)")
-    up.add_argument("--envoy-admin-port", type=int, help="Envoy's admin port (default 9901; 0: a free one)")
+    up.add_argument("--envoy-admin-port", type=int, help="Envoy's admin port (default: a free one)")
+    up.add_argument(
+        "--media-store-port",
+        type=int,
+        help="the local media store, behind Envoy's /media/ (default: a free one)",
+    )
     up.add_argument("--auth-port", type=int, help="the auth and rate-limit gRPC port (default 50054)")
     up.add_argument(
         "--rate-limits",
@@ -169,6 +174,8 @@ async def _up(settings: Settings) -> None:
         database = "embedded" if stack.postgres else "external"
         cache = "embedded" if stack.redis else "external"
         url = stack.edge.url if stack.edge else "-"
+        if stack.edge is not None and stack.edge.envoy is not None:
+            endpoints += f" envoy-admin={stack.edge.envoy.admin_url}"
         print(
             f"chirp: ready in {time.monotonic() - began:.2f}s at {url} "
             f"({database} PostgreSQL, {cache} Redis) {endpoints}",

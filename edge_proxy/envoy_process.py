@@ -117,7 +117,9 @@ class EnvoyProcess:
         options = EnvoyOptions.from_settings(
             self.settings.with_changes(http_port=self._listen_port, envoy_admin_port=self._admin_port),
             str(descriptor),
+            str(self.run_dir),
         )
+        Path(options.media_cache_dir).mkdir(parents=True, exist_ok=True)
         config = self.run_dir / "envoy.yaml"
         config.write_text(render(envoy_bootstrap(options)))
         return config

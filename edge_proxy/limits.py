@@ -1,8 +1,8 @@
 """Rate limits: the limits file (envoyproxy/ratelimit format), the lookup of a descriptor's limit,
-fixed-window arithmetic, and the descriptors a request produces.
+and fixed-window arithmetic.
 
-`descriptors_for()` builds, for the Python gateway, the same descriptors that the route
-`rate_limits` actions in envoy.yaml make Envoy send; tests/edge_services keeps the two in step.
+The descriptors Envoy sends come from the route `rate_limits` actions that
+edge_proxy.envoy_config writes; tests/edge_services checks each has a limit in the shipped file.
 No Redis and no gRPC here: the service around it is edge_proxy.ratelimit.
 """
 
@@ -40,7 +40,7 @@ _RATE_LIMIT_KEYS = frozenset({"unit", "requests_per_unit", "unit_multiplier", "u
 Entry = tuple[str, str]
 Descriptor = tuple[Entry, ...]
 
-# Descriptor keys and the generic_key values of envoy.yaml's route rate_limits actions.
+# Descriptor keys and the generic_key values of the routes' rate_limits actions.
 GENERIC_KEY = "generic_key"
 USER_ID = "user_id"
 REMOTE_ADDRESS = "remote_address"
@@ -139,31 +139,6 @@ class RateLimitConfig:
                 break
             nodes = node.children
         return found
-
-
-def descriptors_for(rpc: str, user_id: int | None, remote_address: str) -> list[Descriptor]:
-    """What Envoy's route `rate_limits` actions (envoy.yaml) send for a call of `rpc`.
-
-    Sign-up and login count per client IP; every other call counts per user (its route needs a
-    token, so Envoy only gets here with x-chirp-user-id set), plus a budget of its own for the
-    calls in PER_USER_RPCS. An action whose value is missing drops its descriptor, as in Envoy.
-    """
-    if not rpc:
-        return []
-    if rpc in SIGN_IN_RPCS:
-        if not remote_address:
-            return []
-        return [
-            ((GENERIC_KEY, SIGN_IN), (REMOTE_ADDRESS, remote_address)),
-            ((GENERIC_KEY, ALL_REQUESTS), (REMOTE_ADDRESS, remote_address)),
-        ]
-    if user_id is None:
-        return []
-    descriptors: list[Descriptor] = []
-    if rpc in PER_USER_RPCS:
-        descriptors.append(((GENERIC_KEY, PER_USER_RPCS[rpc]), (USER_ID, str(user_id))))
-    descriptors.append(((GENERIC_KEY, ALL_REQUESTS), (USER_ID, str(user_id))))
-    return descriptors
 
 
 def limits_file(settings: Settings) -> Path | None:

@@ -49,9 +49,12 @@ class _Refused(Exception):
 class LocalMediaEndpoint:
     """The /media/ handler. `max_object_bytes` bounds a request body (the largest media allowed)."""
 
-    def __init__(self, store: LocalMediaStore, max_object_bytes: int) -> None:
+    def __init__(self, store: LocalMediaStore, max_object_bytes: int, shared_cache_seconds: int = 60) -> None:
         self.store = store
         self.max_object_bytes = max_object_bytes
+        # Browsers keep an object for good; a shared cache (Envoy's, a CDN) asks again after this,
+        # so a deleted object stops being served.
+        self.cache_control = f"{CACHE_CONTROL}, s-maxage={shared_cache_seconds}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalMediaEndpoint | None:
@@ -59,7 +62,7 @@ class LocalMediaEndpoint:
         if settings.media_store != "local":
             return None
         max_bytes = max(settings.media_max_image_bytes, settings.media_max_video_bytes)
-        return cls(LocalMediaStore.from_settings(settings), max_bytes)
+        return cls(LocalMediaStore.from_settings(settings), max_bytes, settings.media_shared_cache_seconds)
 
     @staticmethod
     def handles(raw_path: str) -> bool:
@@ -152,7 +155,7 @@ class LocalMediaEndpoint:
             chunk_size=CHUNK_BYTES,
             headers={
                 "Content-Type": self.store.content_type_of(key),
-                "Cache-Control": CACHE_CONTROL,
+                "Cache-Control": self.cache_control,
                 REQUEST_ID_HEADER: request_id,
             },
         )
@@ -209,9 +212,9 @@ class MediaServer:
 async def serve_media(
     endpoint: LocalMediaEndpoint, host: str, port: int, *, reuse_port: bool = False
 ) -> MediaServer:
-    """Serve `endpoint` on host:port (0 picks a free port). Request bodies are bounded by the
-    endpoint itself, so aiohttp's own limit is set above the largest upload."""
-    server = web.Server(endpoint.handle, client_max_size=endpoint.max_object_bytes + FORM_OVERHEAD_BYTES)
+    """Serve `endpoint` on host:port (0 picks a free port). Request bodies are streamed and bounded
+    by the endpoint itself."""
+    server = web.Server(endpoint.handle)
     runner = web.ServerRunner(server, access_log=None)
     await runner.setup()
     try:

@@ -71,6 +71,10 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
         fanout_block_seconds=0.2,
         fanout_claim_idle_seconds=1.0,
         shutdown_grace_seconds=0.5,
+        # Envoy and the media store, where a test starts them, on free ports too.
+        envoy_admin_port=0,
+        media_store_port=0,
+        envoy_health_check_seconds=0.5,
     ).with_changes(**changes)
 
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -67,12 +68,16 @@ def listening_pids(port: int) -> set[int]:
     return found
 
 
-async def healthz(url: str) -> int:
-    def get() -> int:
+def healthz_now(url: str) -> int:
+    try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=30) as response:
             return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
-    return await asyncio.to_thread(get)
+
+async def healthz(url: str) -> int:
+    return await asyncio.to_thread(healthz_now, url)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, within: float = START_SECONDS) -> None:
@@ -92,9 +97,11 @@ def test_worker_settings_give_each_worker_its_own_node_and_metrics_port() -> Non
 
 
 def test_shared_ports_must_be_fixed() -> None:
-    with pytest.raises(ValueError, match="--http-port"):
-        check_shared_ports(Settings(http_port=0), 2)
-    check_shared_ports(Settings(http_port=0), 1)
+    with pytest.raises(ValueError, match="--auth-port"):
+        check_shared_ports(Settings(auth_port=0), 2)
+    check_shared_ports(Settings(auth_port=0), 1)
+    # Envoy's port is not shared: one Envoy serves all the workers.
+    check_shared_ports(Settings(http_port=0), 2)
 
 
 @pytest.mark.skipif(
@@ -136,15 +143,17 @@ async def test_two_processes_share_the_ports_survive_a_crash_and_stop_cleanly(tm
         parent = psutil.Process(process.pid)
         workers = workers_of(parent)
         assert len(workers) == 2
-        assert listening_pids(http) == {w.pid for w in workers}
+        [envoy] = [child for child in parent.children() if child.name() == "envoy"]
+        assert listening_pids(http) == {envoy.pid}
         assert listening_pids(timeline) == {w.pid for w in workers}
+        assert listening_pids(auth) == {w.pid for w in workers}
         assert await healthz(url) == 200
 
         crashed = workers[0].pid
         workers[0].kill()
-        await wait_until(lambda: crashed not in listening_pids(http), "the killed worker to go")
-        await wait_until(lambda: len(listening_pids(http)) == 2, "a new worker listening")
-        assert await healthz(url) == 200
+        await wait_until(lambda: crashed not in listening_pids(timeline), "the killed worker to go")
+        await wait_until(lambda: len(listening_pids(timeline)) == 2, "a new worker listening")
+        await wait_until(lambda: healthz_now(url) == 200, "Envoy to see every upstream healthy")
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

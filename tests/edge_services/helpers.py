@@ -9,20 +9,23 @@ from typing import Any
 from chirp_envoy_api.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from chirp_envoy_api.envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2
+from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
 
 Code = rls_pb2.RateLimitResponse.Code
 
 
 def check_request(
-    method: str, path: str, headers: Mapping[str, str] | None = None
+    method: str, path: str, headers: Mapping[str, str] | None = None, *, public: bool = False
 ) -> external_auth_pb2.CheckRequest:
-    """A CheckRequest as Envoy's ext_authz filter sends it."""
+    """A CheckRequest as Envoy's ext_authz filter sends it; `public` as from a route that Envoy's
+    config marks public (its per-route context extension)."""
     http = attribute_context_pb2.AttributeContext.HttpRequest(
         method=method, path=path, headers=dict(headers or {})
     )
     return external_auth_pb2.CheckRequest(
         attributes=attribute_context_pb2.AttributeContext(
-            request=attribute_context_pb2.AttributeContext.Request(http=http)
+            request=attribute_context_pb2.AttributeContext.Request(http=http),
+            context_extensions={AUTH_POLICY_KEY: PUBLIC_POLICY} if public else {},
         )
     )
 

@@ -1,5 +1,5 @@
-"""edge_proxy/envoy.yaml against the contracts, the Python gateway's descriptors and the limits
-file: what Envoy would do in production is what the Python gateway does here."""
+"""edge_proxy/envoy.yaml is what `chirp envoy-config` prints, and the generated config routes
+every REST binding of the contracts to its method, with the right auth and rate-limit policy."""
 
 from __future__ import annotations
 
@@ -15,20 +15,18 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from chirp_core.rpc import USER_ID_HEADER
-from edge_proxy.authz import PUBLIC_ROUTES
-from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, descriptors_for, load_limits
+from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
+from edge_proxy.envoy_config import CLUSTER_OF_SERVICE, production_yaml
+from edge_proxy.http_rules import descriptor_set
+from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, load_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVOY_YAML = ROOT / "edge_proxy" / "envoy.yaml"
 COMPOSE_YAML = ROOT / "deploy" / "docker-compose.yml"
-CLUSTER_OF_SERVICE = {
-    "chirp.users.v1.UserService": "graph",
-    "chirp.graph.v1.GraphService": "graph",
-    "chirp.tweets.v1.TweetService": "tweets",
-    "chirp.timeline.v1.TimelineService": "timeline",
-}
 FILTER_ORDER = [
     "envoy.filters.http.health_check",
+    "envoy.filters.http.header_mutation",
+    "envoy.filters.http.grpc_web",
     "envoy.filters.http.ext_authz",
     "envoy.filters.http.ratelimit",
     "envoy.filters.http.grpc_json_transcoder",
@@ -65,18 +63,10 @@ def filters(manager: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def http_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+def http_rules() -> dict[str, tuple[str, str]]:
     """'package.Service/Method' -> (HTTP verb, path template) for every method with an HTTP rule,
-    read from the descriptor set Envoy loads (built as the deploy instructions build it)."""
-    out = tmp_path_factory.mktemp("descriptor") / "chirp.pb"
-    built = subprocess.run(
-        [sys.executable, "scripts/protos.py", "descriptor", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    read from the descriptor set Envoy loads."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set()).file
     assert {"google/rpc/error_details.proto", "google/rpc/status.proto"} <= {f.name for f in files}
     assert not any(f.package.startswith("envoy.") for f in files)
     rules: dict[str, tuple[str, str]] = {}
@@ -138,8 +128,23 @@ def rendered_descriptors(route: dict[str, Any]) -> list[tuple[tuple[str, str], .
     return descriptors
 
 
-def method_routes(routes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in routes if "/" in r["name"]}
+def method_routes(routes: list[dict[str, Any]], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """The routes of RPCs by 'package.Service/Method': REST ones, or with prefix 'grpc:' the
+    gRPC / gRPC-Web ones."""
+    return {
+        r["name"].removeprefix(prefix): r
+        for r in routes
+        if r["name"].startswith(prefix) and "/" in r["name"] and ":" not in r["name"].removeprefix(prefix)
+    }
+
+
+def test_the_production_file_is_what_envoy_config_prints() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "chirp_core.cli", "envoy-config"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == production_yaml()
+    assert ENVOY_YAML.read_text() == printed.stdout, "run `chirp envoy-config > edge_proxy/envoy.yaml`"
 
 
 def test_every_transcoded_service_exists_and_every_http_service_is_transcoded(
@@ -177,30 +182,71 @@ def test_each_request_reaches_the_route_of_its_method(
         assert first["name"] == name, (name, verb, path)
 
 
-def test_rate_limit_actions_make_the_python_gateways_descriptors(routes: list[dict[str, Any]]) -> None:
+def test_every_rpc_is_limited_by_the_shipped_limits(routes: list[dict[str, Any]]) -> None:
     limits = load_limits(DEFAULT_LIMITS_FILE)
-    for name, route in method_routes(routes).items():
-        rpc = "/" + name
-        user = None if rpc in SIGN_IN_RPCS else SAMPLE_USER
-        envoy_descriptors = rendered_descriptors(route)
-        assert envoy_descriptors == descriptors_for(rpc, user, SAMPLE_IP), name
-        assert envoy_descriptors, f"{name} has no rate limit"
-        for descriptor in envoy_descriptors:
-            assert limits.find(descriptor) is not None, (name, descriptor, "has no limit in ratelimit.yaml")
+    for prefix in ("", "grpc:"):
+        for name, route in method_routes(routes, prefix).items():
+            descriptors = rendered_descriptors(route)
+            assert descriptors, f"{prefix}{name} has no rate limit"
+            for descriptor in descriptors:
+                assert limits.find(descriptor) is not None, (
+                    name,
+                    descriptor,
+                    "has no limit in ratelimit.yaml",
+                )
 
 
-def test_public_routes_are_the_ones_authz_lets_through(
-    routes: list[dict[str, Any]], http_rules: dict[str, tuple[str, str]]
-) -> None:
-    public = {(http_rules[rpc[1:]][0], http_rules[rpc[1:]][1]) for rpc in SIGN_IN_RPCS}
-    assert public | {("GET", "/healthz")} == set(PUBLIC_ROUTES)
+def test_descriptors_per_user_and_per_ip(routes: list[dict[str, Any]]) -> None:
+    rest = method_routes(routes)
+    user = str(SAMPLE_USER)
+    assert rendered_descriptors(rest["chirp.tweets.v1.TweetService/CreateTweet"]) == [
+        (("generic_key", "tweet_create"), ("user_id", user)),
+        (("generic_key", "requests"), ("user_id", user)),
+    ]
+    assert rendered_descriptors(rest["chirp.graph.v1.GraphService/Follow"])[0] == (
+        ("generic_key", "follow"),
+        ("user_id", user),
+    )
+    assert rendered_descriptors(rest["chirp.tweets.v1.TweetService/GetTweet"]) == [
+        (("generic_key", "requests"), ("user_id", user))
+    ]
+    for rpc in SIGN_IN_RPCS:
+        assert rendered_descriptors(rest[rpc[1:]]) == [
+            (("generic_key", "sign_in"), ("remote_address", SAMPLE_IP)),
+            (("generic_key", "requests"), ("remote_address", SAMPLE_IP)),
+        ]
+
+
+def test_public_routes_are_sign_up_and_log_in_only(routes: list[dict[str, Any]]) -> None:
+    def policy(route: dict[str, Any]) -> str | None:
+        per_filter = route.get("typed_per_filter_config", {}).get("envoy.filters.http.ext_authz", {})
+        if per_filter.get("disabled"):
+            return "no auth"
+        extensions = per_filter.get("check_settings", {}).get("context_extensions", {})
+        return extensions.get(AUTH_POLICY_KEY)
+
+    for prefix in ("", "grpc:"):
+        for name, route in method_routes(routes, prefix).items():
+            expected = PUBLIC_POLICY if "/" + name in SIGN_IN_RPCS else None
+            assert policy(route) == expected, (prefix, name)
+    answered_by_envoy = {r["name"] for r in routes if policy(r) == "no auth"}
+    assert {"healthz", "ping", "not-found"} <= answered_by_envoy
+    assert all("direct_response" in r for r in routes if r["name"] in answered_by_envoy)
     healthz = next(r for r in routes if r["name"] == "healthz")
     assert route_matches(healthz, "/healthz") and route_verb(healthz) == "GET"
 
 
-def test_filters_are_configured_as_the_python_gateway_behaves(
-    manager: dict[str, Any], filters: dict[str, dict[str, Any]], envoy: dict[str, Any]
+def test_grpc_routes_are_the_rest_rpcs_by_their_grpc_path(
+    routes: list[dict[str, Any]], http_rules: dict[str, tuple[str, str]]
 ) -> None:
+    grpc = method_routes(routes, "grpc:")
+    assert set(grpc) == set(http_rules)
+    for name, route in grpc.items():
+        assert route["match"]["path"] == "/" + name
+        assert route["route"]["cluster"] == CLUSTER_OF_SERVICE[name.split("/")[0]]
+
+
+def test_filters(manager: dict[str, Any], filters: dict[str, dict[str, Any]], envoy: dict[str, Any]) -> None:
     assert [f["name"] for f in manager["http_filters"]] == FILTER_ORDER
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
 
@@ -226,11 +272,14 @@ def test_filters_are_configured_as_the_python_gateway_behaves(
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["match_incoming_request_route"] is True
     assert transcoder["request_validation_options"] == {
-        "reject_unknown_method": True,
+        "reject_unknown_method": False,
         "reject_unknown_query_parameters": True,
+        "reject_binding_body_field_collisions": True,
     }
     health = filters["envoy.filters.http.health_check"]
     assert set(health["cluster_min_healthy_percentages"]) == set(clusters)
+    hidden = filters["envoy.filters.http.header_mutation"]["mutations"]["response_mutations"]
+    assert {"grpc-status", "grpc-message"} <= {m["remove"] for m in hidden}
 
     for name, cluster in clusters.items():
         options = cluster["typed_extension_protocol_options"][

@@ -1,5 +1,4 @@
-"""The limits file (envoyproxy/ratelimit format plus unit_multiplier), descriptor lookup, windows,
-and the descriptors the Python gateway builds."""
+"""The limits file (envoyproxy/ratelimit format plus unit_multiplier), descriptor lookup, windows,"""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from edge_proxy.limits import (
     LimitsError,
     Verdict,
     Window,
-    descriptors_for,
     judge,
     limits_file,
     load_limits,
@@ -201,21 +199,3 @@ def test_windows_are_aligned_and_judged() -> None:
     assert window.reset_in == pytest.approx(76.75)
     limit = Limit(3, "SECOND")
     assert [judge(limit, n) for n in (1, 3, 4)] == [Verdict(False, 2), Verdict(False, 0), Verdict(True, 0)]
-
-
-def test_descriptors_per_user_and_per_ip() -> None:
-    assert descriptors_for(CREATE_TWEET, 42, "203.0.113.7") == [
-        (("generic_key", "tweet_create"), ("user_id", "42")),
-        (("generic_key", "requests"), ("user_id", "42")),
-    ]
-    assert descriptors_for(FOLLOW, 42, "203.0.113.7")[0] == (("generic_key", "follow"), ("user_id", "42"))
-    assert descriptors_for(GET_TWEET, 42, "203.0.113.7") == [(("generic_key", "requests"), ("user_id", "42"))]
-    for rpc in (CREATE_USER, CREATE_SESSION):
-        assert descriptors_for(rpc, None, "203.0.113.7") == [
-            (("generic_key", "sign_in"), ("remote_address", "203.0.113.7")),
-            (("generic_key", "requests"), ("remote_address", "203.0.113.7")),
-        ]
-    # As Envoy drops a descriptor when an action has no value:
-    assert descriptors_for(GET_TWEET, None, "203.0.113.7") == []
-    assert descriptors_for(CREATE_USER, None, "") == []
-    assert descriptors_for("", 42, "203.0.113.7") == []

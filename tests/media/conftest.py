@@ -82,6 +82,8 @@ async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             auth_port=0,
             rate_limits="off",
             media_janitor_interval_seconds=0.2,
+            # Envoy's media cache asks the store again after this: a deleted object goes soon.
+            media_shared_cache_seconds=3,
         )
         try:
             running = await start_stack(settings, with_edge=True)

@@ -3,6 +3,7 @@ policy, GET /media/<key> serves it as a CDN would. No bearer token on either."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ import aiohttp
 from chirp_core.media.local import LocalMediaStore, UploadPolicy, sign_policy
 from chirp_core.media.store import CACHE_CONTROL
 from chirp_core.stack import Stack
+from edge_proxy.envoy_process import EnvoyProcess
 from tests.media import files
 from tests.media.helpers import grant, post_form
 from tests.support import Api
@@ -28,7 +30,7 @@ def _json_reason(body: bytes) -> str:
 
 
 async def test_an_upload_is_stored_and_served_with_immutable_caching(
-    api: Api, http: aiohttp.ClientSession, local_store: LocalMediaStore
+    api: Api, http: aiohttp.ClientSession, local_store: LocalMediaStore, stack: Stack
 ) -> None:
     user = await api.new_user()
     granted = await grant(api, user.user_id, "image/png", len(PNG))
@@ -40,7 +42,9 @@ async def test_an_upload_is_stored_and_served_with_immutable_caching(
     async with http.get(f"/media/{key}") as response:
         assert response.status == 200
         assert await response.read() == PNG
-        assert response.headers["Cache-Control"] == CACHE_CONTROL == "public, max-age=31536000, immutable"
+        assert CACHE_CONTROL == "public, max-age=31536000, immutable"
+        shared = stack.settings.media_shared_cache_seconds
+        assert response.headers["Cache-Control"] == f"{CACHE_CONTROL}, s-maxage={shared}"
         assert response.headers["Content-Type"] == "image/png"
         etag = response.headers["ETag"]
     async with http.get(f"/media/{key}", headers={"If-None-Match": etag}) as response:
@@ -51,6 +55,35 @@ async def test_an_upload_is_stored_and_served_with_immutable_caching(
         assert response.status == 206 and await response.read() == PNG[:8]
     # Nothing of it is left in the store's scratch directory.
     assert not list((local_store.root / "incoming").iterdir())
+
+
+def cache_hits(envoy: EnvoyProcess) -> int:
+    return sum(
+        value for name, value in envoy.stats("cache.event.").items() if name.endswith("event_type.hit")
+    )
+
+
+async def test_a_second_download_is_a_hit_in_envoys_cache(
+    api: Api, http: aiohttp.ClientSession, stack: Stack, local_store: LocalMediaStore
+) -> None:
+    """Envoy's HTTP cache in front of /media/ plays the CDN: the second GET of an object is served
+    by Envoy (an Age header, Envoy's hit counter) and the store is not asked again."""
+    assert stack.edge is not None and stack.edge.envoy is not None
+    envoy = stack.edge.envoy
+    user = await api.new_user()
+    granted = await grant(api, user.user_id, "image/png", len(PNG))
+    assert (await post_form(granted.upload.url, granted.upload.fields, PNG))[0] == 204
+    key = granted.upload.fields["key"]
+
+    async with http.get(f"/media/{key}") as first:
+        assert first.status == 200 and await first.read() == PNG
+        assert "Age" not in first.headers
+    hits_before = await asyncio.to_thread(cache_hits, envoy)
+    local_store.path_of(key).unlink()  # the store no longer has it: only the cache can answer
+    async with http.get(f"/media/{key}") as second:
+        assert second.status == 200 and await second.read() == PNG
+        assert "Age" in second.headers
+    assert await asyncio.to_thread(cache_hits, envoy) == hits_before + 1
 
 
 async def test_an_expired_grant_is_refused(api: Api, local_store: LocalMediaStore) -> None:
@@ -126,6 +159,6 @@ async def test_malformed_uploads_and_unknown_objects(http: aiohttp.ClientSession
     for path in ("/media/" + "f" * 32 + ".png", "/media/..%2f..%2fupload-signing.key", "/media/a/b"):
         async with http.get(path) as response:
             assert response.status == 404, path
-    # Only uploads and reads are public: anything else needs a token, and then is not allowed.
+    # Only uploads and reads: the store refuses anything else.
     async with http.delete("/media/" + "f" * 32 + ".png") as response:
-        assert response.status == 401
+        assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"

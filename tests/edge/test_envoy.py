@@ -1,0 +1,192 @@
+"""What only a real Envoy in front shows: gRPC-Web on the public listener, no gRPC or Envoy headers
+leaking to REST clients, upstream outages as 503 JSON, health, and Envoy's supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from chirp.users.v1 import users_pb2
+from edge_proxy.envoy_process import EnvoyError, EnvoyProcess, find_envoy
+from tests.edge.conftest import Edge
+from tests.edge.helpers import User, call, sign_up, tweet
+from tests.support import eventually
+
+GRPC_WEB = {
+    "content-type": "application/grpc-web+proto",
+    "x-grpc-web": "1",
+    "accept": "application/grpc-web+proto",
+}
+
+
+def grpc_web_frame(message: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def grpc_web_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """(messages, trailers) of a gRPC-Web response body."""
+    messages: list[bytes] = []
+    trailers: dict[str, str] = {}
+    offset = 0
+    while offset < len(body):
+        flag, length = body[offset], struct.unpack(">I", body[offset + 1 : offset + 5])[0]
+        payload = body[offset + 5 : offset + 5 + length]
+        offset += 5 + length
+        if flag & 0x80:
+            for line in payload.decode().split("\r\n"):
+                if line:
+                    name, _, value = line.partition(":")
+                    trailers[name.strip().lower()] = value.strip()
+        else:
+            messages.append(payload)
+    return messages, trailers
+
+
+async def test_a_browser_calls_an_rpc_with_grpc_web(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    request = users_pb2.GetUserRequest(user_id=alice.id).SerializeToString()
+    reply = await call(
+        http,
+        "POST",
+        "/chirp.users.v1.UserService/GetUser",
+        user=alice,
+        data=grpc_web_frame(request),
+        headers=GRPC_WEB,
+    )
+    assert reply.status == 200, reply
+    assert reply.headers["content-type"].startswith("application/grpc-web")
+    messages, trailers = grpc_web_frames(reply.raw)
+    assert trailers["grpc-status"] == "0", trailers
+    assert users_pb2.User.FromString(messages[0]).handle == alice.handle
+    # The same listener still wants the token: gRPC-Web goes through ext_authz too.
+    anonymous = await call(
+        http, "POST", "/chirp.users.v1.UserService/GetUser", data=grpc_web_frame(request), headers=GRPC_WEB
+    )
+    assert anonymous.status == 401 or anonymous.headers.get("grpc-status") == "16", anonymous
+
+
+async def test_sign_up_over_grpc_web_needs_no_token(http: aiohttp.ClientSession) -> None:
+    request = users_pb2.CreateUserRequest(
+        handle=f"web{os.getpid()}{id(http) % 10_000}", password="correct horse"
+    )
+    reply = await call(
+        http,
+        "POST",
+        "/chirp.users.v1.UserService/CreateUser",
+        data=grpc_web_frame(request.SerializeToString()),
+        headers={**GRPC_WEB, "x-chirp-user-id": "1"},
+    )
+    messages, trailers = grpc_web_frames(reply.raw)
+    assert trailers.get("grpc-status") == "0", (reply, trailers)
+    assert users_pb2.User.FromString(messages[0]).handle == request.handle
+
+
+def _leaks(headers: object) -> list[str]:
+    names = [str(name).lower() for name in headers]  # type: ignore[attr-defined]
+    return [name for name in names if name.startswith(("grpc-", "x-envoy-"))]
+
+
+async def test_no_grpc_or_envoy_headers_reach_rest_clients(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    answers = [
+        await call(http, "GET", f"/users/{alice.id}", user=alice),  # success
+        await call(http, "GET", "/tweets/1", user=alice),  # an error from the service
+        await call(http, "GET", "/timeline", user=alice, params={"user_id": "1"}),  # another user's
+        await call(http, "GET", "/nowhere", user=alice),  # Envoy's own 404
+        await call(http, "GET", "/timeline"),  # ext_authz's 401
+        await call(http, "POST", "/tweets", user=alice, data=b"{"),  # the transcoder's 400
+    ]
+    assert [a.status for a in answers] == [200, 404, 403, 404, 401, 400]
+    for answer in answers:
+        assert _leaks(answer.headers) == [], answer.headers
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-request-id"]
+
+
+async def test_unauthenticated_is_401_with_a_challenge(http: aiohttp.ClientSession) -> None:
+    reply = (await call(http, "GET", "/timeline", headers={"Authorization": "Bearer nope"})).expect(401)
+    assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_ping_is_answered_by_envoy_alone(http: aiohttp.ClientSession) -> None:
+    reply = await call(http, "GET", "/ping")
+    assert (reply.status, reply.json) == (200, {})
+
+
+async def test_the_stream_is_not_cached(http: aiohttp.ClientSession) -> None:
+    alice = await sign_up(http)
+    query = {"user_id": str(alice.id)}
+    async with http.get("/timeline/stream", params=query, headers=alice.headers) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert _leaks(response.headers) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def envoy_without_timeline(edge: Edge, tmp_path: Path) -> AsyncIterator[EnvoyProcess]:
+    """A second Envoy in front of the same stack, but whose timeline upstream is not there."""
+    settings = edge.settings.with_changes(
+        timeline_addr=f"127.0.0.1:{_free_port()}",
+        http_port=0,
+        envoy_admin_port=0,
+        envoy_access_log=str(tmp_path / "access.log"),
+    )
+    envoy = EnvoyProcess(settings, tmp_path / "envoy")
+    await envoy.start()
+    try:
+        yield envoy
+    finally:
+        await envoy.stop()
+
+
+async def test_an_upstream_down_is_503_json_and_unhealthy(envoy_without_timeline: EnvoyProcess) -> None:
+    async with aiohttp.ClientSession(base_url=envoy_without_timeline.url) as http:
+        alice: User = await sign_up(http)  # graph and tweets are up
+        await tweet(http, alice, "still posting")
+        down = await call(http, "GET", "/timeline", user=alice, params={"user_id": str(alice.id)})
+        down.expect(503, "UPSTREAM_UNAVAILABLE")
+        assert down.json["code"] == 14 and down.headers["content-type"] == "application/json"
+        assert _leaks(down.headers) == []
+        health = await call(http, "GET", "/healthz")
+        assert (health.status, health.json) == (503, {"status": "NOT_SERVING"})
+
+
+async def test_envoy_is_restarted_on_the_same_port_when_it_dies(envoy_without_timeline: EnvoyProcess) -> None:
+    envoy = envoy_without_timeline
+    pid, url = envoy.pid, envoy.url
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    async def answered() -> int:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/ping") as response:
+                return response.status
+        except aiohttp.ClientError:
+            return 0
+
+    await eventually(answered, lambda status: status == 200)
+    assert envoy.pid != pid and envoy.url == url and envoy.restarts == 1
+
+
+async def test_a_missing_envoy_binary_says_how_to_get_one(edge: Edge) -> None:
+    with pytest.raises(EnvoyError, match="CHIRP_ENVOY_PATH"):
+        find_envoy(edge.settings.with_changes(envoy_path="/nonexistent/envoy"))
+    assert os.access(find_envoy(edge.settings), os.X_OK)
+    await asyncio.sleep(0)

@@ -55,6 +55,8 @@ HIDDEN_RESPONSE_HEADERS = (
     "grpc-status-details-bin",
     "grpc-accept-encoding",
     "x-envoy-upstream-service-time",
+    "x-envoy-ratelimited",
+    "x-envoy-upstream-healthchecked-cluster",
 )
 # gRPC code Envoy's own error answers carry, by their HTTP status (the inverse of the transcoder's
 # mapping; 405 and 413 have no gRPC twin and are read as UNIMPLEMENTED / RESOURCE_EXHAUSTED).
@@ -339,6 +341,15 @@ def media_route(options: EnvoyOptions) -> dict[str, Any]:
 def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
     filters: list[dict[str, Any]] = [
         {
+            # First, so that on the way out it sees every answer last: the transcoder's (which turns gRPC
+            # trailers into headers) and the local replies of every filter after it.
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": {"response_mutations": [{"remove": name} for name in HIDDEN_RESPONSE_HEADERS]},
+            },
+        },
+        {
             "name": "envoy.filters.http.health_check",
             "typed_config": {
                 "@type": TYPE + "envoy.extensions.filters.http.health_check.v3.HealthCheck",
@@ -347,14 +358,6 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
                 "cluster_min_healthy_percentages": {
                     u.name: {"value": 100} for u in options.upstreams if u.grpc
                 },
-            },
-        },
-        {
-            # On the way out this runs after the transcoder, which turns gRPC trailers into headers.
-            "name": "envoy.filters.http.header_mutation",
-            "typed_config": {
-                "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                "mutations": {"response_mutations": [{"remove": name} for name in HIDDEN_RESPONSE_HEADERS]},
             },
         },
         {
@@ -455,8 +458,8 @@ def cache_config(options: EnvoyOptions) -> dict[str, Any]:
 
 def local_reply_config() -> dict[str, Any]:
     """Envoy's own error answers (no route, bad JSON, body too large, upstream down, rate limited)
-    as google.rpc.Status JSON. The auth service's denials (flag UAEX) carry their own JSON body and
-    are kept: the first mapper that matches wins."""
+    as google.rpc.Status JSON. The auth service's denials (flag UAEX) and the rate-limit service's
+    (RL) carry their own JSON body and are kept: the first mapper that matches wins."""
     healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTH_PATH}}}}
 
     def status_is(status: int) -> dict[str, Any]:
@@ -471,7 +474,7 @@ def local_reply_config() -> dict[str, Any]:
         }
 
     mappers: list[dict[str, Any]] = [
-        {"filter": {"response_flag_filter": {"flags": ["UAEX"]}}},
+        {"filter": {"response_flag_filter": {"flags": ["UAEX", "RL"]}}},
         health(200, "SERVING"),
         health(503, "NOT_SERVING"),
     ]

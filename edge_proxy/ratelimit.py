@@ -149,7 +149,10 @@ def _over_limit(
     return rls_pb2.RateLimitResponse(
         overall_code=Code.OVER_LIMIT,
         statuses=statuses,
-        response_headers_to_add=[base_pb2.HeaderValue(key="retry-after", value=str(retry_after))],
+        response_headers_to_add=[
+            base_pb2.HeaderValue(key="retry-after", value=str(retry_after)),
+            base_pb2.HeaderValue(key="content-type", value="application/json"),
+        ],
         raw_body=body.encode(),
     )
 

@@ -120,6 +120,8 @@ async def test_unauthenticated_is_401_with_a_challenge(http: aiohttp.ClientSessi
 async def test_ping_is_answered_by_envoy_alone(http: aiohttp.ClientSession) -> None:
     reply = await call(http, "GET", "/ping")
     assert (reply.status, reply.json) == (200, {})
+    health = await call(http, "GET", "/healthz")
+    assert health.status == 200 and _leaks(health.headers) == []
 
 
 async def test_the_stream_is_not_cached(http: aiohttp.ClientSession) -> None:

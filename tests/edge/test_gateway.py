@@ -125,6 +125,9 @@ async def test_past_the_tweet_limit_is_429_with_retry_after(http: aiohttp.Client
     assert limited is not None, statuses
     assert statuses.count(200) >= 5, statuses
     assert limited.json["code"] == 8  # RESOURCE_EXHAUSTED
+    assert limited.headers["Content-Type"] == "application/json"
+    assert "tweet creations" in limited.json["message"] and limited.reason == "RATE_LIMITED"
+    assert not [name for name in limited.headers if name.lower().startswith("x-envoy-")]
     assert 0 < int(limited.headers["Retry-After"]) <= 60
     # The limit is per user: bob still posts, and alice still reads.
     await tweet(http, bob, "bob is not limited")

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENVOY_YAML = ROOT / "edge_proxy" / "envoy.yaml"
 COMPOSE_YAML = ROOT / "deploy" / "docker-compose.yml"
 FILTER_ORDER = [
-    "envoy.filters.http.health_check",
     "envoy.filters.http.header_mutation",
+    "envoy.filters.http.health_check",
     "envoy.filters.http.grpc_web",
     "envoy.filters.http.ext_authz",
     "envoy.filters.http.ratelimit",

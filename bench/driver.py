@@ -22,7 +22,7 @@ from bench.config import Mix
 from bench.stats import Summary, summarize
 
 READ, TWEET, FOLLOW = "timeline_read", "tweet", "follow"
-HEALTHZ, HEALTH_CHECK = "healthz", "health_check"
+PING, HEALTH_CHECK = "ping", "health_check"
 ERROR_SAMPLES = 3
 # How long the processes may take to connect, then to report after their window.
 READY_SECONDS = 60.0
@@ -41,7 +41,8 @@ class Targets:
 @dataclass(frozen=True)
 class LoadSpec:
     """What one load process does. `path` is rest or grpc; `ceiling` replaces the mix with the
-    cheapest call of that path (GET /healthz, or Health.Check on the timeline service)."""
+    cheapest call of that path (GET /ping, which Envoy answers itself, or Health.Check on the
+    timeline service)."""
 
     path: str
     targets: Targets
@@ -184,7 +185,7 @@ async def _drive(spec: LoadSpec, results: multiprocessing.Queue[tuple[str, Any]]
     try:
         operations = client.operations()
         weights = [spec.mix.read, spec.mix.tweet, spec.mix.follow]
-        names = [HEALTHZ if spec.path == "rest" else HEALTH_CHECK] if spec.ceiling else [READ, TWEET, FOLLOW]
+        names = [PING if spec.path == "rest" else HEALTH_CHECK] if spec.ceiling else [READ, TWEET, FOLLOW]
         ops = {name: OpResult() for name in names}
         cpu_began = time.process_time()
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -231,7 +232,7 @@ class _RestClient:
             await self.http.close()
 
     def operations(self) -> dict[str, Operation]:
-        return {READ: self.read, TWEET: self.tweet, FOLLOW: self.follow, HEALTHZ: self.healthz}
+        return {READ: self.read, TWEET: self.tweet, FOLLOW: self.follow, PING: self.ping}
 
     async def _call(self, method: str, path: str, token: str = "", **kwargs: Any) -> str | None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -258,8 +259,8 @@ class _RestClient:
         body = {"follower_id": str(user_id), "followee_id": str(followee)}
         return await self._call("POST", "/follow", token, json=body)
 
-    async def healthz(self, rng: random.Random) -> str | None:
-        return await self._call("GET", "/healthz")
+    async def ping(self, rng: random.Random) -> str | None:
+        return await self._call("GET", "/ping")
 
 
 class _GrpcClient:

@@ -167,7 +167,7 @@ async def measure_ceiling(config: BenchConfig, stack: StackUnderTest, plan: Plan
     return {
         "processes": stack.processes,
         "rest": await run_phase(
-            config, stack, [], plan, label="ceiling: GET /healthz", path="rest", **common
+            config, stack, [], plan, label="ceiling: GET /ping (Envoy alone)", path="rest", **common
         ),
         "grpc": await run_phase(
             config, stack, [], plan, label="ceiling: gRPC Health.Check", path="grpc", **common

@@ -58,11 +58,13 @@ def publish(out: Path, root: Path) -> list[Path]:
 
 
 def readme_table(results: dict[str, Any]) -> str:
-    """The README's lines between the markers: the run's header, summary and speed-up."""
+    """The README's lines between the markers: the run's header, summary, CPU per request and
+    speed-up."""
     command = results["command"]
     lines = [
         *report.header_line(results, command),
         *report.summary_table(results)[2:],  # without its heading
+        *report.cpu_table(results),
         *report.speedup_line(results),
         "![timeline read latency by mode](docs/bench/latency_by_mode.png)",
         "![timeline read throughput by mode](docs/bench/throughput_by_mode.png)",
@@ -139,7 +141,9 @@ def capacity_figures(results: dict[str, Any]) -> dict[str, str]:
         "largest_tier": (
             f"The {largest} tier is the largest ({_tier_counts(tiers)} instances at the high case)."
         ),
+        "rest_envoy_ms": f"{i['rest_envoy_ms']:.2f}",
         "rest_stack_ms": f"{i['rest_stack_ms']:.2f}",
+        "auth_ms": f"{max(0.0, i['rest_stack_ms'] - i['grpc_stack_ms']):.2f}",
         "grpc_stack_ms": f"{i['grpc_stack_ms']:.2f}",
         "warm_statements": report.num(design["postgres"]["statements_per_read"], 2),
         "shards_by": (
@@ -193,9 +197,9 @@ def _speedup_runs(speed: dict[str, Any]) -> tuple[float | None, str]:
         cores[count] = {part: value / window if window else 0.0 for part, value in run["cpu_seconds"].items()}
     last = cores[counts[-1]]
     text = (
-        f"with {counts[-1]} processes the stack used {last.get('stack', 0):.2f} cores, PostgreSQL "
-        f"{last.get('postgres', 0):.2f}, Redis {last.get('redis', 0):.2f}, the load generator "
-        f"{last.get('load', 0):.2f}"
+        f"with {counts[-1]} processes the workers used {last.get('stack', 0):.2f} cores, Envoy "
+        f"{last.get('envoy', 0):.2f}, PostgreSQL {last.get('postgres', 0):.2f}, Redis "
+        f"{last.get('redis', 0):.2f}, the load generator {last.get('load', 0):.2f}"
     )
     return cores[counts[0]].get("stack"), text
 

@@ -12,6 +12,16 @@ from typing import Any
 from bench.stats import ratio
 
 PATHS = (("rest", "REST"), ("grpc", "gRPC"))
+# Groups of processes whose CPU each phase measures (bench.cpu): "stack" is the Python worker
+# processes (the services and the auth service), "load" the load generator.
+CPU_PARTS = ("envoy", "stack", "redis", "postgres", "load")
+PART_LABELS = {
+    "envoy": "Envoy",
+    "stack": "Python workers",
+    "redis": "Redis",
+    "postgres": "PostgreSQL",
+    "load": "load generator",
+}
 
 
 def num(value: Any, digits: int = 1) -> str:
@@ -46,9 +56,10 @@ def ceiling_throughput(results: dict[str, Any], path: str) -> float | None:
 
 
 def per_core(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per mode: CPU milliseconds per request of each component, and requests per CPU-second of
-    the Python stack (gateway and services), over the mixed runs and the tweets-only burst. All
-    the mixed runs' CPU is charged to their requests (95% of them reads)."""
+    """Per mode: CPU milliseconds per request of each component (Envoy, the Python worker
+    processes, Redis, PostgreSQL, the load generator), and requests per CPU-second of the Python
+    workers, over the mixed runs and the tweets-only burst. All the mixed runs' CPU is charged to
+    their requests (95% of them reads)."""
     figures: dict[str, dict[str, Any]] = {}
     for name, mode in results.get("modes", {}).items():
         entry: dict[str, Any] = {}
@@ -62,10 +73,7 @@ def per_core(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             entry[path] = {
                 "requests": requests,
                 "requests_per_second": requests / window if window else None,
-                **{
-                    f"{part}_cpu_ms_per_request": _per(cpu.get(part), requests, 1000)
-                    for part in ("stack", "postgres", "redis", "load")
-                },
+                **{f"{part}_cpu_ms_per_request": _per(cpu.get(part), requests, 1000) for part in CPU_PARTS},
                 "requests_per_stack_cpu_second": _per(requests, cpu.get("stack")),
             }
         writes = mode.get("writes")
@@ -119,9 +127,9 @@ def _header(results: dict[str, Any], command: str) -> list[str]:
         f"Workload: closed loop, {config['load_processes']} load processes x {config['concurrency']} "
         f"clients; {mix['read']:.0%} timeline reads (limit {config['timeline_limit']}), {mix['tweet']:.0%} "
         f"tweets, {mix['follow']:.0%} follows by {config['active_users']} logged-in accounts; "
-        f"{config['rest_seconds']:.0f} s through the REST gateway, {config['grpc_seconds']:.0f} s straight "
-        f"to the services over gRPC. Stack: {_processes(results['modes'])}; PostgreSQL, Redis and the "
-        "load generator share the same cores; loopback only.",
+        f"{config['rest_seconds']:.0f} s through Envoy (the REST gateway), {config['grpc_seconds']:.0f} s "
+        f"straight to the services over gRPC. Stack: {_processes(results['modes'])}; PostgreSQL, Redis and "
+        "the load generator share the same cores; loopback only.",
         "",
     ]
 
@@ -139,7 +147,7 @@ def header_line(results: dict[str, Any], command: str) -> list[str]:
 
 
 def _summary(results: dict[str, Any], command: str) -> list[str]:
-    return summary_table(results)
+    return [*summary_table(results), *cpu_table(results)]
 
 
 def summary_table(results: dict[str, Any]) -> list[str]:
@@ -153,6 +161,10 @@ def summary_table(results: dict[str, Any]) -> list[str]:
             row += [
                 num(read.get("throughput")),
                 _pct(ratio(read.get("throughput"), ceiling.get("throughput"))),
+            ]
+            if path == "rest":
+                row.append(_pct(rest_of_grpc(mode)))
+            row += [
                 f"{num(read.get('p50'))} ({times(ratio(read.get('p50'), ceiling.get('p50')))})",
                 f"{num(read.get('p99'))} ({times(ratio(read.get('p99'), ceiling.get('p99')))})",
             ]
@@ -165,7 +177,8 @@ def summary_table(results: dict[str, Any]) -> list[str]:
         ]
         rows.append(row)
     header = [
-        "mode", "REST reads/s", "of ceiling", "REST p50 ms (x ceiling)", "REST p99 ms (x ceiling)",
+        "mode", "REST reads/s", "of ceiling", "of gRPC reads", "REST p50 ms (x ceiling)",
+        "REST p99 ms (x ceiling)",
         "gRPC reads/s", "of ceiling", "gRPC p50 ms (x ceiling)", "gRPC p99 ms (x ceiling)",
         "tweet p99 ms (x ceiling)", "fan-out lag p99 ms, ordinary (x ceiling)",
         "fan-out lag p99 ms, celebrity (x ceiling)",
@@ -174,9 +187,51 @@ def summary_table(results: dict[str, Any]) -> list[str]:
         "## Summary",
         "",
         *_table(header, rows),
-        "Ceiling: GET /healthz through the gateway (REST) and Health.Check on the timeline service (gRPC), "
-        "same stack and clients; the multiples compare each latency with the ceiling run's p50 or p99 on "
-        "the same path (tweets and fan-out lag, which go through the gateway, with the REST p99).",
+        "REST goes through Envoy, gRPC straight to the services. Ceiling: GET /ping, which Envoy answers "
+        "itself (REST), and Health.Check on the timeline service (gRPC), same stack and clients, same run; "
+        "the multiples compare each latency with the ceiling run's p50 or p99 on the same path (tweets and "
+        "fan-out lag, which go through Envoy, with the REST p99). Of gRPC reads: REST reads/s over the "
+        "gRPC reads/s of the same mode, on the same stack in the same run.",
+        "",
+    ]
+
+
+def rest_of_grpc(mode: dict[str, Any]) -> float | None:
+    """REST timeline reads/s over gRPC timeline reads/s, both measured on the same stack."""
+    return ratio(
+        _op(mode, "rest", "timeline_read").get("throughput"),
+        _op(mode, "grpc", "timeline_read").get("throughput"),
+    )
+
+
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """Per mode, CPU milliseconds per request by process, in the mixed runs through Envoy and
+    straight to the services."""
+    figures = per_core(results)
+    columns = [("rest", part) for part in ("envoy", "stack", "redis", "postgres")]
+    columns += [("grpc", part) for part in ("stack", "redis", "postgres")]
+    rows = []
+    for name, entry in figures.items():
+        values = [entry.get(path, {}).get(f"{part}_cpu_ms_per_request") for path, part in columns]
+        if any(value is not None for value in values):
+            rows.append(
+                [
+                    name,
+                    *(
+                        num(value, 3 if part == "redis" else 2)
+                        for (_, part), value in zip(columns, values, strict=True)
+                    ),
+                ]
+            )
+    if not rows:
+        return []
+    labels = dict(PATHS)
+    header = ["mode", *(f"{labels[path]}: {PART_LABELS[part]}" for path, part in columns)]
+    return [
+        *_table(header, rows),
+        "CPU milliseconds per request by process (user + system, sampled over each mixed run and divided "
+        "by its requests, 95% of them timeline reads). Python workers: the services and the auth service "
+        "Envoy asks for each REST request; over gRPC Envoy is not on the path.",
         "",
     ]
 
@@ -187,7 +242,9 @@ def _against(value: float | None, ceiling: float | None) -> str:
 
 def _ceiling_op(results: dict[str, Any], path: str) -> dict[str, Any]:
     ops = results.get("ceiling", {}).get(path, {}).get("ops", {})
-    found: dict[str, Any] = ops.get("healthz" if path == "rest" else "health_check", {})
+    # GET /ping since the gateway is Envoy; runs before that measured GET /healthz.
+    names = ("ping", "healthz") if path == "rest" else ("health_check",)
+    found: dict[str, Any] = next((ops[name] for name in names if name in ops), {})
     return found
 
 
@@ -205,9 +262,13 @@ def _reads(results: dict[str, Any], command: str) -> list[str]:
                         *_nums(op, "throughput", "p50", "p90", "p99", "max"),
                         str(op["errors"]),
                         _pct(share),
+                        _pct(rest_of_grpc(mode)) if path == "rest" else "-",
                     ]
                 )
-    header = ["mode", "path", "reads/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "of ceiling"]
+    header = [
+        "mode", "path", "reads/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "of ceiling",
+        "of gRPC reads",
+    ]  # fmt: skip
     return ["## Timeline reads (mixed workload)", "", *_table(header, rows)]
 
 
@@ -316,6 +377,7 @@ def _ratios(results: dict[str, Any], command: str) -> list[str]:
         ("REST read p50", lambda m: _op(m, "rest", "timeline_read").get("p50"), False),
         ("REST read p99", lambda m: _op(m, "rest", "timeline_read").get("p99"), False),
         ("gRPC reads/s", lambda m: _op(m, "grpc", "timeline_read").get("throughput"), True),
+        ("REST reads / gRPC reads", rest_of_grpc, True),
         ("gRPC read p99", lambda m: _op(m, "grpc", "timeline_read").get("p99"), False),
         ("tweet p99 (REST)", lambda m: _op(m, "rest", "tweet").get("p99"), False),
         (
@@ -363,20 +425,35 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
     if not ceiling:
         return []
     rows = []
+    calls = {
+        "ping": "GET /ping (answered by Envoy itself)",
+        "healthz": "GET /healthz (Envoy, with the upstreams' health)",
+        "health_check": "grpc.health.v1 Health.Check on the timeline service",
+    }
     for path, label in PATHS:
-        for name, op in ceiling.get(path, {}).get("ops", {}).items():
-            call = (
-                "GET /healthz (gateway + 3 upstream health checks)"
-                if name == "healthz"
-                else "grpc.health.v1 Health.Check on the timeline service"
-            )
+        run = ceiling.get(path, {})
+        cpu = run.get("cpu_seconds", {})
+        for name, op in run.get("ops", {}).items():
+            requests = op["count"]
             rows.append(
-                [label, call, num(op["throughput"]), num(op["p50"]), num(op["p99"]), str(op["errors"])]
+                [
+                    label,
+                    calls.get(name, name),
+                    num(op["throughput"]),
+                    num(op["p50"]),
+                    num(op["p99"]),
+                    str(op["errors"]),
+                    *(num(_per(cpu.get(part), requests, 1000), 3) for part in ("envoy", "stack", "load")),
+                ]
             )
+    header = [
+        "path", "call", "req/s", "p50 ms", "p99 ms", "errors", "Envoy CPU ms / req",
+        "Python workers CPU ms / req", "load generator CPU ms / req",
+    ]  # fmt: skip
     return [
-        f"## Ceiling ({ceiling['processes']} worker process(es), same clients)",
+        f"## Ceiling ({ceiling['processes']} worker process(es), same clients, same run)",
         "",
-        *_table(["path", "call", "req/s", "p50 ms", "p99 ms", "errors"], rows),
+        *_table(header, rows),
     ]
 
 
@@ -400,7 +477,7 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
         run = speed["runs"][str(count)]
         op = run["ops"]["timeline_read"]
         cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
-        cores = [_per(cpu.get(part), window) for part in ("stack", "postgres", "redis", "load")]
+        cores = [_per(cpu.get(part), window) for part in ("envoy", "stack", "postgres", "redis", "load")]
         rows.append(
             [
                 str(count),
@@ -409,14 +486,18 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
                 *(num(c, 2) for c in cores),
             ]
         )
-    header = ["processes", "reads/s", "p50 ms", "p99 ms", "errors", "stack cores", "PostgreSQL cores"]
+    header = [
+        "processes", "reads/s", "p50 ms", "p99 ms", "errors", "Envoy cores", "Python workers cores",
+        "PostgreSQL cores",
+    ]  # fmt: skip
     return [
-        f"## Processes: timeline reads only, through the gateway ({speed['mode']})",
+        f"## Processes: timeline reads only, through Envoy ({speed['mode']})",
         "",
         *_table([*header, "Redis cores", "load generator cores"], rows),
         f"{speedup_line(results)[0]} Each count ran twice on a freshly started stack (order 1, N, N, 1); "
-        "the better run is shown. Cores: CPU-seconds used per second of the run, by part; the stack "
-        "can only use what PostgreSQL, Redis, the load generator and anything else on the machine leave.",
+        "the better run is shown; Envoy runs once in front of the workers either way. Cores: CPU-seconds "
+        "used per second of the run, by part; the workers can only use what Envoy, PostgreSQL, Redis, the "
+        "load generator and anything else on the machine leave.",
         "",
     ]
 
@@ -438,6 +519,7 @@ def capacity_inputs(results: dict[str, Any]) -> list[str]:
                         name,
                         label,
                         num(run["requests_per_second"]),
+                        num(run.get("envoy_cpu_ms_per_request"), 3),
                         num(run["stack_cpu_ms_per_request"], 2),
                         num(run["postgres_cpu_ms_per_request"], 2),
                         num(run["redis_cpu_ms_per_request"], 3),
@@ -453,11 +535,12 @@ def capacity_inputs(results: dict[str, Any]) -> list[str]:
                 "mode",
                 "path",
                 "req/s",
-                "stack CPU ms / req",
+                "Envoy CPU ms / req",
+                "Python workers CPU ms / req",
                 "PostgreSQL CPU ms / req",
                 "Redis CPU ms / req",
                 "load generator CPU ms / req",
-                "req per stack CPU-second",
+                "req per Python worker CPU-second",
             ],
             rows,
         ),
@@ -484,7 +567,7 @@ def capacity_inputs(results: dict[str, Any]) -> list[str]:
             [
                 "mode",
                 "tweets/s",
-                "stack CPU ms / tweet",
+                "Python workers CPU ms / tweet",
                 "PostgreSQL CPU ms / tweet",
                 "Redis CPU ms / tweet",
                 "timelines written / tweet",

@@ -24,8 +24,7 @@ from bench.phases import StackUnderTest, measure_ceiling, measure_mode, measure_
 from bench.plan import Plan, make_plan
 from bench.probes import login
 from bench.progress import Progress
-from bench.stackctl import BASE_DATABASE, Infrastructure, stack_settings, start_stack
-from chirp_core.processes import Supervisor
+from bench.stackctl import BASE_DATABASE, Infrastructure, RunningStack, stack_settings, start_stack
 from chirp_core.settings import Settings
 
 
@@ -138,18 +137,18 @@ async def _one_mode(
             processes=processes,
         )
 
-    _say(f"-- mode {mode}: starting {config.processes} worker process(es)")
+    _say(f"-- mode {mode}: starting {config.processes} worker process(es) and Envoy")
     settings = settings_for(config.processes)
-    supervisor = await start_stack(settings, config.processes)
+    running = await start_stack(settings, config.processes)
     try:
-        stack = _under_test(mode, settings, supervisor, infra)
+        stack = _under_test(mode, settings, running, infra)
         results["modes"][mode] = await measure_mode(config, stack, plan)
         if ceiling:
             results["ceiling"] = await measure_ceiling(config, stack, plan)
         if speedup:
             accounts = await login(stack.targets.url, plan.accounts, BENCH_PASSWORD)
     finally:
-        await supervisor.stop()
+        await running.stop()
     if speedup:
         results["speedup"] = await _speedup(config, infra, plan, mode, settings_for, accounts)
     await asyncio.to_thread(infra.drop_database, database)
@@ -171,11 +170,11 @@ async def _speedup(
     for count in [*counts, *reversed(counts)]:
         _say(f"-- speed-up: {count} worker process(es)")
         settings = settings_for(count)
-        supervisor = await start_stack(settings, count)
+        running = await start_stack(settings, count)
         try:
-            run = await measure_reads(config, _under_test(mode, settings, supervisor, infra), accounts, plan)
+            run = await measure_reads(config, _under_test(mode, settings, running, infra), accounts, plan)
         finally:
-            await supervisor.stop()
+            await running.stop()
         best = reads.get(str(count))
         if best is None or _reads_per_second(run) > _reads_per_second(best):
             reads[str(count)] = run
@@ -201,26 +200,28 @@ def speedup_figures(mode: str, reads: dict[str, Any]) -> dict[str, Any]:
 
 
 def _under_test(
-    label: str, settings: Settings, supervisor: Supervisor, infra: Infrastructure | None
+    label: str, settings: Settings, running: RunningStack, infra: Infrastructure | None
 ) -> StackUnderTest:
-    where = supervisor.addresses
+    """REST through Envoy, gRPC straight to the workers; CPU of the Python worker processes
+    ("stack"), of Envoy, and of PostgreSQL and Redis."""
+    where = running.supervisor.addresses
     metrics = []
     if settings.metrics_port:
         metrics = [
-            f"http://{settings.host}:{settings.metrics_port + i}/metrics" for i in range(supervisor.processes)
+            f"http://{settings.host}:{settings.metrics_port + i}/metrics" for i in range(running.processes)
         ]
-    pids: dict[str, Callable[[], list[int]]] = {"stack": supervisor.pids}
+    pids: dict[str, Callable[[], list[int]]] = {"stack": running.worker_pids, "envoy": running.envoy_pids}
     if infra is not None:
         pids.update({"postgres": infra.postgres_pids, "redis": infra.redis_pids})
     return StackUnderTest(
         label=label,
-        targets=Targets(where["http"], where["graph"], where["tweets"], where["timeline"]),
+        targets=Targets(running.url, where["graph"], where["tweets"], where["timeline"]),
         database_url=str(settings.database_url),
         redis_url=settings.redis_url,
         events_stream=settings.events_stream,
         metrics_urls=metrics,
         pids=pids,
-        processes=supervisor.processes,
+        processes=running.processes,
     )
 
 

@@ -1,5 +1,7 @@
 """The benchmark's own PostgreSQL and Redis (in a temporary directory, loopback only) and the
-Chirp stack it restarts per timeline mode: `chirp up --processes N`'s Supervisor against them.
+Chirp stack it restarts per timeline mode, as `chirp up --processes N` runs it: a Supervisor of N
+worker processes (the services and the edge's auth service on shared ports) against them, and one
+Envoy in front of the workers, the REST gateway.
 
 PostgreSQL preloads pg_stat_statements (set with ALTER SYSTEM in this throw-away cluster only),
 so the statements per timeline read are counted, not estimated. Each mode gets a fresh copy of
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +27,7 @@ from chirp_core.embedded_pg import EmbeddedPostgres
 from chirp_core.embedded_redis import EmbeddedRedis
 from chirp_core.processes import Supervisor
 from chirp_core.settings import Settings
+from edge_proxy.envoy_process import EnvoyProcess
 
 BASE_DATABASE = "bench_base"
 
@@ -129,8 +133,10 @@ def stack_settings(
     overrides: dict[str, int | None],
     processes: int,
 ) -> Settings:
-    """A stack on fixed free ports (shared by its workers), rate limits off, quiet logs."""
-    graph, tweets, timeline, auth, http = free_ports(5)
+    """A stack on fixed free ports (shared by its workers), rate limits off, quiet logs (Envoy's
+    errors only). Envoy's access log goes to a file under the data directory, as a production
+    Envoy would write one."""
+    graph, tweets, timeline, auth, http, media = free_ports(6)
     settings = Settings(
         data_dir=root / "data",
         database_url=database_url,
@@ -140,12 +146,16 @@ def stack_settings(
         timeline_port=timeline,
         auth_port=auth,
         http_port=http,
+        media_store_port=media,
         metrics_port=consecutive_free_ports(processes),
         rate_limits="off",
         log_level="WARNING",
         shutdown_grace_seconds=1.0,
         timeline_mode=mode,
         celebrity_threshold=threshold,
+        envoy_admin_port=0,
+        envoy_log_level="error",
+        envoy_access_log=str(root / "data" / "envoy" / "access.log"),
     )
     settings = settings.with_changes(
         **{name: value for name, value in overrides.items() if value is not None}
@@ -154,16 +164,54 @@ def stack_settings(
     return settings
 
 
-async def start_stack(settings: Settings, processes: int) -> Supervisor:
-    """Start the workers and wait until the gateway reports every upstream SERVING."""
+@dataclass
+class RunningStack:
+    """The workers and the Envoy in front of them."""
+
+    supervisor: Supervisor
+    envoy: EnvoyProcess
+
+    @property
+    def url(self) -> str:
+        """The REST gateway: Envoy's listener."""
+        return self.envoy.url
+
+    @property
+    def processes(self) -> int:
+        return self.supervisor.processes
+
+    def worker_pids(self) -> list[int]:
+        return self.supervisor.pids()
+
+    def envoy_pids(self) -> list[int]:
+        pid = self.envoy.pid
+        return [pid] if pid else []
+
+    async def stop(self) -> None:
+        """Envoy first (no new requests reach the workers), then the workers."""
+        try:
+            await self.envoy.stop()
+        finally:
+            await self.supervisor.stop()
+
+
+async def start_stack(settings: Settings, processes: int) -> RunningStack:
+    """Start the workers, then Envoy in front of them (its run directory under the data
+    directory, its admin interface on a free port), and wait until Envoy's /healthz reports
+    every upstream healthy."""
     supervisor = Supervisor(settings, processes)
     await supervisor.start()
+    envoy: EnvoyProcess | None = None
     try:
-        await wait_healthy(supervisor.url)
+        envoy = EnvoyProcess(settings, settings.data_dir / "envoy", admin_port=0)
+        await envoy.start()
+        await wait_healthy(envoy.url)
     except BaseException:
+        if envoy is not None:
+            await envoy.stop()
         await supervisor.stop()
         raise
-    return supervisor
+    return RunningStack(supervisor, envoy)
 
 
 async def wait_healthy(url: str, within: float = 60.0) -> None:

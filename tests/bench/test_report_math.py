@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from bench import parse_targets
+from bench.capacity import model
 from bench.config import Mix, build_parser, config_from_args
 from bench.driver import OpResult, ProcessResult, merge
-from bench.report import markdown, per_core
+from bench.publish import readme_table
+from bench.report import markdown, per_core, rest_of_grpc
 from bench.stats import percentile, ratio, summarize
 
 
@@ -77,20 +79,24 @@ def _op(throughput: float, p50: float, count: int = 100) -> dict[str, Any]:
 
 
 def _mode(reads: float, statements: float) -> dict[str, Any]:
-    run = {
-        "ops": {
-            "timeline_read": _op(reads, 10.0, count=950),
-            "tweet": _op(4.0, 20.0, 40),
-            "follow": _op(1, 9, 10),
-        },
-        "window_seconds": 10.0,
-        "cpu_seconds": {"stack": 2.0, "postgres": 0.5, "redis": 0.1, "load": 0.4},
-    }
+    def run(reads: float, cpu: dict[str, float]) -> dict[str, Any]:
+        return {
+            "ops": {
+                "timeline_read": _op(reads, 10.0, count=950),
+                "tweet": _op(4.0, 20.0, 40),
+                "follow": _op(1, 9, 10),
+            },
+            "window_seconds": 10.0,
+            "cpu_seconds": cpu,
+        }
+
+    rest = run(reads, {"envoy": 0.5, "stack": 2.0, "postgres": 0.5, "redis": 0.1, "load": 0.4})
+    grpc = run(reads * 2, {"envoy": 0.0, "stack": 1.5, "postgres": 0.5, "redis": 0.1, "load": 0.4})
     lag = {"p50": 5.0, "p99": 9.0, "errors": 0, "samples_ms": [5.0, 9.0]}
     return {
         "processes": 2,
-        "rest": run,
-        "grpc": run,
+        "rest": rest,
+        "grpc": grpc,
         "writes": {
             "ops": {"tweet": _op(100.0, 5.0, 300)},
             "window_seconds": 3.0,
@@ -101,7 +107,12 @@ def _mode(reads: float, statements: float) -> dict[str, Any]:
         "fanout_lag": {"ordinary": lag, "celebrity": lag},
         "cold_rebuild": _op(0, 30.0),
         "postgres": {"method": "counted", "statements_per_read": statements, "warm_read": _op(0, 3.0)},
-        "redis": {"after_first_reads": {"used_memory": 2**20}, "warm_reader_bytes": 1000.0},
+        "redis": {
+            "after_first_reads": {"used_memory": 2**20},
+            "warm_reader_bytes": 1000.0,
+            "timeline_bytes": 800.0,
+            "timeline_entries": 8.0,
+        },
     }
 
 
@@ -139,7 +150,11 @@ def results() -> dict[str, Any]:
             "lag_timeout_seconds": 30,
         },
         "modes": {"pull": _mode(300.0, 4.0), "hybrid": _mode(600.0, 0.0)},
-        "ceiling": {"processes": 2, "rest": {"ops": {"healthz": _op(1200.0, 5.0)}}, "grpc": {"ops": {}}},
+        "ceiling": {
+            "processes": 2,
+            "rest": {"ops": {"ping": _op(1200.0, 5.0, 12000)}, "cpu_seconds": {"envoy": 1.2, "stack": 0.0}},
+            "grpc": {"ops": {"health_check": _op(2400.0, 2.5, 24000)}, "cpu_seconds": {"stack": 4.8}},
+        },
         "speedup": {
             "mode": "hybrid",
             "processes": [1, 2],
@@ -156,6 +171,9 @@ def test_per_core_charges_a_run_s_cpu_to_its_requests() -> None:
     figures = per_core(results())["hybrid"]
     assert figures["rest"]["requests"] == 1000
     assert figures["rest"]["stack_cpu_ms_per_request"] == pytest.approx(2.0)
+    assert figures["rest"]["envoy_cpu_ms_per_request"] == pytest.approx(0.5)
+    assert figures["grpc"]["stack_cpu_ms_per_request"] == pytest.approx(1.5)
+    assert figures["grpc"]["envoy_cpu_ms_per_request"] == pytest.approx(0.0)
     assert figures["rest"]["requests_per_stack_cpu_second"] == pytest.approx(500.0)
     assert figures["writes"]["stack_cpu_ms_per_tweet"] == pytest.approx(3.0)
     assert figures["writes"]["timelines_written_per_tweet"] == pytest.approx(4.0)
@@ -163,8 +181,42 @@ def test_per_core_charges_a_run_s_cpu_to_its_requests() -> None:
 
 def test_markdown_reports_each_mode_against_the_ceiling_and_pull() -> None:
     text = markdown(results(), "chirp bench --quick")
-    assert "| hybrid | REST | 600.0 | 10.0 | 20.0 | 30.0 | 40.0 | 0 | 50% |" in text
+    assert "| hybrid | REST | 600.0 | 10.0 | 20.0 | 30.0 | 40.0 | 0 | 50% | 50% |" in text
+    assert "| hybrid | gRPC | 1,200 | 10.0 | 20.0 | 30.0 | 40.0 | 0 | 50% | - |" in text
     assert "| pull | REST | 300.0 |" in text and "25%" in text
+    assert "| REST reads / gRPC reads | 0.50 | 0.50 | 1.00x | pull = hybrid |" in text
     assert "| REST reads/s | 300.00 | 600.00 | 2.00x | hybrid |" in text
     assert "Speed-up from 1 to 2 processes: 1.50x" in text
     assert "load average (1/5/15 min) 0.50 / 0.40 / 0.30" in text
+
+
+def test_rest_reads_are_a_share_of_the_same_runs_grpc_reads() -> None:
+    run = results()
+    assert rest_of_grpc(run["modes"]["hybrid"]) == pytest.approx(0.5)
+    run["modes"]["hybrid"]["grpc"]["ops"]["timeline_read"]["throughput"] = 800.0
+    assert rest_of_grpc(run["modes"]["hybrid"]) == pytest.approx(0.75)
+    del run["modes"]["hybrid"]["grpc"]
+    assert rest_of_grpc(run["modes"]["hybrid"]) is None
+
+
+def test_summary_shows_the_ping_ceiling_and_cpu_per_request_by_process() -> None:
+    text = markdown(results(), "chirp bench --quick")
+    # 600 REST reads/s against 1,200 /ping/s, and against 1,200 gRPC reads/s of the same mode.
+    assert "| hybrid | 600.0 | 50% | 50% | 10.0 (2.00x) | 30.0 (2.00x) | 1,200 | 50% |" in text
+    # Per mode, CPU ms per request: REST Envoy, workers, Redis, PostgreSQL; gRPC workers, Redis, PostgreSQL.
+    assert "| hybrid | 0.50 | 2.00 | 0.100 | 0.50 | 1.50 | 0.100 | 0.50 |" in text
+    # The ceiling's CPU per request: /ping costs Envoy only, Health.Check the workers only.
+    assert "| REST | GET /ping (answered by Envoy itself) | 1,200 | 5.0 | 15.0 | 0 | 0.100 | 0.000 |" in text
+    assert "Health.Check on the timeline service | 2,400 | 2.5 | 7.5 | 0 | - | 0.200 |" in text
+    table = readme_table({**results(), "command": "chirp bench --quick"})
+    assert "| mode | REST: Envoy | REST: Python workers |" in table
+
+
+def test_the_gateway_costs_envoy_plus_the_auth_service() -> None:
+    found = model(results())
+    assert found is not None
+    assert found["inputs"]["rest_envoy_ms"] == pytest.approx(0.5)
+    gateway = next(line for line in found["lines"] if line["name"] == "gateway cores")
+    reads = next(line for line in found["lines"] if line["name"] == "peak timeline reads")
+    # 0.5 ms of Envoy + (2.0 - 1.5) ms of Python per REST read over a gRPC read.
+    assert gateway["high"] == pytest.approx(reads["high"] * 1.0 / 1000)

@@ -103,6 +103,7 @@ class EnvoyOptions:
     stream_idle_timeout_seconds: float = 300.0
     health_check_interval_seconds: float = 5.0
     access_log_path: str = "/dev/stdout"
+    max_connections: int = 50_000
     media_cache_bytes: int = 1024 * 1024 * 1024
     media_cache_dir: str = "/var/cache/chirp/media"
 
@@ -602,6 +603,19 @@ def _is_ip(host: str) -> bool:
 
 def envoy_bootstrap(options: EnvoyOptions) -> dict[str, Any]:
     return {
+        # Past this many client connections Envoy refuses new ones rather than run out of memory.
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": TYPE + "envoy.extensions.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": options.max_connections,
+                    },
+                }
+            ]
+        },
         "admin": {
             "address": {"socket_address": {"address": options.admin_host, "port_value": options.admin_port}}
         },

@@ -34,7 +34,6 @@ def edge_settings(stack: Stack, data_dir: Path, **changes: object) -> Settings:
         envoy_admin_port=0,
         envoy_access_log=str(data_dir / "access.log"),
         envoy_health_check_seconds=0.5,
-        envoy_stream_idle_timeout_seconds=1.0,
         embedded_redis_port=0,
         rate_limits=str(LIMITS_FILE),
         upstream_timeout_seconds=5.0,

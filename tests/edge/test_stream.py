@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from chirp_core.stack import Stack
+from edge_proxy.envoy_process import EnvoyProcess
 from tests.edge.conftest import Edge
 from tests.edge.helpers import User, call, follow, sign_up, tweet
 from tests.support import eventually
@@ -94,17 +96,28 @@ async def test_a_client_that_disconnects_cancels_the_upstream_stream(
     await eventually(_async(open_streams), lambda n: n == before)
 
 
-async def test_a_quiet_stream_outlives_envoys_idle_timeout(http: aiohttp.ClientSession, edge: Edge) -> None:
-    """The stream route has no idle limit: a listener waits longer than Envoy's stream idle
-    timeout (set low for these tests) and still gets the next tweet."""
-    idle = edge.settings.envoy_stream_idle_timeout_seconds
-    alice = await sign_up(http)
-    async with _stream(http, alice) as response:
-        assert response.status == 200
-        await asyncio.sleep(idle * 2.5)
-        posted = await tweet(http, alice, "after a quiet while")
-        event = await _next_event(response)
-        assert event["tweet"]["tweet_id"] == posted["tweet_id"]
+async def test_a_quiet_stream_outlives_envoys_idle_timeout(edge: Edge, tmp_path: Path) -> None:
+    """The stream route has no idle limit: behind an Envoy whose stream idle timeout is one second,
+    a listener waits longer than that and still gets the next tweet."""
+    settings = edge.settings.with_changes(
+        http_port=0,
+        envoy_admin_port=0,
+        envoy_stream_idle_timeout_seconds=1.0,
+        envoy_access_log=str(tmp_path / "access.log"),
+    )
+    envoy = EnvoyProcess(settings, tmp_path / "envoy")
+    await envoy.start()
+    try:
+        async with aiohttp.ClientSession(base_url=envoy.url) as http:
+            alice = await sign_up(http)
+            async with _stream(http, alice) as response:
+                assert response.status == 200
+                await asyncio.sleep(2.5)
+                posted = await tweet(http, alice, "after a quiet while")
+                event = await _next_event(response)
+                assert event["tweet"]["tweet_id"] == posted["tweet_id"]
+    finally:
+        await envoy.stop()
 
 
 def _async(probe: Any) -> Any:

@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="run the services and the gateway in N processes sharing the same ports (SO_REUSEPORT; "
-        "every port must then be fixed, not 0); PostgreSQL and Redis start once (default 1)",
+        help="run the services in N processes sharing the same ports (SO_REUSEPORT; their ports must "
+        "then be fixed, not 0) behind one Envoy; PostgreSQL and Redis start once (default 1)",
     )
     _add_timeline(up)
     _add_common(up)

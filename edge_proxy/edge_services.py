@@ -1,5 +1,5 @@
 """Composition root of the edge services: the ext_authz and the rate-limit servicers on one gRPC
-server (settings.auth_port), reached by Envoy in production and by the Python gateway's Guard."""
+server (settings.auth_port), called by Envoy's ext_authz and ratelimit filters."""
 
 from __future__ import annotations
 

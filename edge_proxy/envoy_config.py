@@ -7,11 +7,12 @@ public route table, its per-route auth and rate-limit policy, and the filters in
 `chirp up` writes it at each start (edge_proxy.envoy_process); `chirp envoy-config` prints the
 production form (hosts graph, tweets, timeline, edge by DNS), which is edge_proxy/envoy.yaml.
 
-A request passes: health check (/healthz) -> grpc_web -> ext_authz (bearer token -> x-chirp-user-id;
-a route marked public skips the token) -> ratelimit (the route's descriptors) -> the media cache
-(/media/ only) -> grpc_json_transcoder (REST -> gRPC; gRPC and gRPC-Web calls pass as they are)
--> router. Envoy's own error answers are rewritten into google.rpc.Status JSON
-(local_reply_config); answers our services or the auth service wrote are left as they are.
+A request passes: header_mutation (on the way out: drops grpc-* and x-envoy-* headers) -> health
+check (/healthz) -> grpc_web -> ext_authz (bearer token -> x-chirp-user-id; a route marked public
+needs no token) -> ratelimit (the route's descriptors) -> grpc_json_transcoder (REST -> gRPC; gRPC
+and gRPC-Web calls pass as they are) -> the media cache (/media/ only) -> router. Envoy's own
+error answers are rewritten into google.rpc.Status JSON (local_reply_config); answers our
+services, the auth service or the rate-limit service wrote are left as they are.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ CLUSTER_OF_SERVICE: Mapping[str, str] = {
     "chirp.tweets.v1.TweetService": "tweets",
     "chirp.timeline.v1.TimelineService": "timeline",
 }
-SERVICE_CLUSTERS = ("graph", "tweets", "timeline")
 # The ext_authz and rate-limit services (edge_proxy.edge_services).
 EDGE_CLUSTER = "edge"
 MEDIA_CLUSTER = "media"
@@ -98,7 +98,6 @@ class EnvoyOptions:
     upstreams: tuple[Upstream, ...]
     rate_limiting: bool = True
     max_body_bytes: int = 64 * 1024
-    max_media_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: float = 10.0
     stream_idle_timeout_seconds: float = 300.0
     health_check_interval_seconds: float = 5.0
@@ -126,7 +125,6 @@ class EnvoyOptions:
             upstreams=tuple(upstreams),
             rate_limiting=limits_file(settings) is not None,
             max_body_bytes=settings.max_body_bytes,
-            max_media_bytes=max(settings.media_max_image_bytes, settings.media_max_video_bytes),
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
             health_check_interval_seconds=settings.envoy_health_check_seconds,

@@ -1,7 +1,7 @@
 """The local-disk media store of `chirp up`: the bucket and the CDN on one machine.
 
 Objects are files under `<media dir>/objects/<first two characters of the key>/<key>`, kept across
-restarts. Clients upload to the gateway's /media/ (edge_proxy.media_local) with an S3-style
+restarts. Clients upload to Envoy's /media/ (served by edge_proxy.media_local) with an S3-style
 presigned POST: the grant's form fields carry a policy (key, exact content type, length range,
 expiry) signed with HMAC-SHA256 under a key only the tweets service and the gateway hold. An upload
 is written to `incoming/` and linked into place only once complete, so a reader never sees half

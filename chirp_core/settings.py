@@ -72,6 +72,8 @@ class Settings:
     # Where Envoy writes its JSON access log lines; empty means its standard output.
     envoy_access_log: str = ""
     envoy_log_level: str = "warning"
+    # The built web app Envoy serves at /; None means the one built into edge_proxy/webapp/.
+    web_root: Path | None = None
     # Envoy closes a request with no activity for this long (live streams excepted).
     envoy_stream_idle_timeout_seconds: float = 300.0
     # How often Envoy checks each upstream's gRPC health.

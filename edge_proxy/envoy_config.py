@@ -18,6 +18,7 @@ services, the auth service or the rate-limit service wrote are left as they are.
 from __future__ import annotations
 
 import ipaddress
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ HEALTH_PATH = "/healthz"
 PING_PATH = "/ping"
 CACHE_FILTER = "envoy.filters.http.cache_v2"
 MEDIA_PREFIX = "/media/"
+# The built web app Envoy serves at / (clients/web builds into it), and its largest file.
+WEB_ROOT = Path(__file__).with_name("webapp")
+MAX_WEB_FILE_BYTES = 8 * 1024 * 1024
 # Calls that need no bearer token: sign-up and log-in.
 PUBLIC_RPCS = SIGN_IN_RPCS
 # Response headers no REST client should see.
@@ -103,6 +107,8 @@ class EnvoyOptions:
     health_check_interval_seconds: float = 5.0
     access_log_path: str = "/dev/stdout"
     max_connections: int = 50_000
+    # The built web app served at / (empty: none).
+    web_root: str = ""
     media_cache_bytes: int = 1024 * 1024 * 1024
     media_cache_dir: str = "/var/cache/chirp/media"
 
@@ -130,6 +136,7 @@ class EnvoyOptions:
             health_check_interval_seconds=settings.envoy_health_check_seconds,
             access_log_path=settings.envoy_access_log or "/dev/stdout",
             media_cache_bytes=settings.media_cache_bytes,
+            web_root=_web_root(settings.web_root),
             media_cache_dir=str(Path(run_dir or settings.data_dir / "envoy") / "media-cache"),
         )
 
@@ -153,6 +160,12 @@ def production_options() -> EnvoyOptions:
             Upstream(EDGE_CLUSTER, (("edge", 50054),)),
         ),
     )
+
+
+def _web_root(configured: Path | None) -> str:
+    """settings.web_root, else the packaged build when there is one."""
+    root = configured or WEB_ROOT
+    return str(root) if (root / "index.html").is_file() else ""
 
 
 def _split(target: str) -> tuple[str, int]:
@@ -268,6 +281,36 @@ def _status_route(
     return _filters_off(route, "envoy.filters.http.ext_authz")
 
 
+def web_routes(web_root: str) -> list[dict[str, Any]]:
+    """The built web app (clients/web), one route a file, answered by Envoy from the file: `/` is
+    index.html (never cached: it names the current assets), the hashed assets are immutable."""
+    root = Path(web_root)
+    table: list[dict[str, Any]] = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root).as_posix()
+        path = "/" if relative == "index.html" else "/" + relative
+        content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type in ("application/javascript", "image/svg+xml"):
+            content_type += "; charset=utf-8"
+        caching = "no-cache" if path == "/" else "public, max-age=31536000, immutable"
+        headers = {"content-type": content_type, "cache-control": caching}
+        table.append(
+            _filters_off(
+                {
+                    "name": f"web:{path}",
+                    "match": {"path": path, "headers": _method_is("GET")},
+                    "direct_response": {"status": 200, "body": {"filename": str(file.resolve())}},
+                    "response_headers_to_add": [
+                        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                        for k, v in headers.items()
+                    ],
+                },
+                "envoy.filters.http.ext_authz",
+            )
+        )
+    return table
+
+
 def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
     api = http_routes()
@@ -316,6 +359,8 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
     table.append(
         _status_route("healthz-wrong-method", {"path": HEALTH_PATH}, 405, "allowed: GET", {"allow": "GET"})
     )
+    if options.web_root:
+        table.extend(web_routes(options.web_root))
     table.append(_status_route("not-found", {"prefix": "/"}, 404, "no such path"))
     if options.media:
         table = [_filters_off(route, CACHE_FILTER) for route in table]
@@ -549,6 +594,9 @@ def http_connection_manager(options: EnvoyOptions) -> dict[str, Any]:
         "route_config": {
             "name": "chirp",
             "virtual_hosts": [{"name": "chirp", "domains": ["*"], "routes": routes(options)}],
+            # The web app's files are answered directly (web_routes); its bundle is larger than the
+            # 4 KiB Envoy allows a direct response by default.
+            "max_direct_response_body_size_bytes": MAX_WEB_FILE_BYTES,
         },
         "http_filters": http_filters(options),
     }

@@ -192,3 +192,30 @@ async def test_a_missing_envoy_binary_says_how_to_get_one(edge: Edge) -> None:
         find_envoy(edge.settings.with_changes(envoy_path="/nonexistent/envoy"))
     assert os.access(find_envoy(edge.settings), os.X_OK)
     await asyncio.sleep(0)
+
+
+async def test_envoy_serves_the_web_app_files(edge: Edge, tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    (web / "assets").mkdir(parents=True)
+    (web / "index.html").write_text('<!doctype html><script src="/assets/app-1a2b.js"></script>')
+    script = "console.log('chirp');" * 400  # past Envoy's default 4 KiB direct-response limit
+    (web / "assets" / "app-1a2b.js").write_text(script)
+    settings = edge.settings.with_changes(
+        http_port=0, envoy_admin_port=0, web_root=web, envoy_access_log=str(tmp_path / "access.log")
+    )
+    envoy = EnvoyProcess(settings, tmp_path / "envoy")
+    await envoy.start()
+    try:
+        async with aiohttp.ClientSession(base_url=envoy.url) as http:
+            page = await call(http, "GET", "/")
+            assert page.status == 200 and page.raw.startswith(b"<!doctype html>")
+            assert page.headers["content-type"] == "text/html; charset=utf-8"
+            assert page.headers["cache-control"] == "no-cache"
+            asset = await call(http, "GET", "/assets/app-1a2b.js")
+            assert asset.status == 200 and asset.raw.decode() == script
+            assert "javascript" in asset.headers["content-type"]
+            assert "immutable" in asset.headers["cache-control"]
+            (await call(http, "GET", "/assets/missing.js")).expect(404, "NOT_FOUND")
+            assert (await call(http, "GET", "/ping")).status == 200  # the API is still there
+    finally:
+        await envoy.stop()

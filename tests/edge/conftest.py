@@ -5,7 +5,9 @@ on free ports, with the low limits of limits.yaml. Envoy's JSON access log goes 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,6 +16,7 @@ import pytest_asyncio
 from chirp_core.settings import Settings
 from chirp_core.stack import Stack
 from edge_proxy.edge import RunningEdge, start_edge
+from edge_proxy.envoy_process import EnvoyProcess
 
 LIMITS_FILE = Path(__file__).with_name("limits.yaml")
 
@@ -55,3 +58,17 @@ async def http(edge: Edge) -> AsyncIterator[aiohttp.ClientSession]:
     """A client of the gateway; paths are relative to its URL."""
     async with aiohttp.ClientSession(base_url=edge.url) as session:
         yield session
+
+
+@asynccontextmanager
+async def another_envoy(edge: Edge, run_dir: Path, **changes: Any) -> AsyncIterator[EnvoyProcess]:
+    """One more Envoy in front of the same stack, on free ports, with `changes` to its settings."""
+    settings = edge.settings.with_changes(
+        http_port=0, envoy_admin_port=0, envoy_access_log=str(run_dir / "access.log"), **changes
+    )
+    envoy = EnvoyProcess(settings, run_dir / "envoy")
+    await envoy.start()
+    try:
+        yield envoy
+    finally:
+        await envoy.stop()

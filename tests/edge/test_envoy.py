@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +16,9 @@ import pytest_asyncio
 
 from chirp.users.v1 import users_pb2
 from edge_proxy.envoy_process import EnvoyError, EnvoyProcess, find_envoy
-from tests.edge.conftest import Edge
+from tests.edge.conftest import Edge, another_envoy
 from tests.edge.helpers import User, call, sign_up, tweet
-from tests.support import eventually
+from tests.support import eventually, free_port
 
 GRPC_WEB = {
     "content-type": "application/grpc-web+proto",
@@ -134,28 +133,11 @@ async def test_the_stream_is_not_cached(http: aiohttp.ClientSession) -> None:
         assert _leaks(response.headers) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def envoy_without_timeline(edge: Edge, tmp_path: Path) -> AsyncIterator[EnvoyProcess]:
     """A second Envoy in front of the same stack, but whose timeline upstream is not there."""
-    settings = edge.settings.with_changes(
-        timeline_addr=f"127.0.0.1:{_free_port()}",
-        http_port=0,
-        envoy_admin_port=0,
-        envoy_access_log=str(tmp_path / "access.log"),
-    )
-    envoy = EnvoyProcess(settings, tmp_path / "envoy")
-    await envoy.start()
-    try:
+    async with another_envoy(edge, tmp_path, timeline_addr=f"127.0.0.1:{free_port()}") as envoy:
         yield envoy
-    finally:
-        await envoy.stop()
 
 
 async def test_an_upstream_down_is_503_json_and_unhealthy(envoy_without_timeline: EnvoyProcess) -> None:
@@ -200,22 +182,17 @@ async def test_envoy_serves_the_web_app_files(edge: Edge, tmp_path: Path) -> Non
     (web / "index.html").write_text('<!doctype html><script src="/assets/app-1a2b.js"></script>')
     script = "console.log('chirp');" * 400  # past Envoy's default 4 KiB direct-response limit
     (web / "assets" / "app-1a2b.js").write_text(script)
-    settings = edge.settings.with_changes(
-        http_port=0, envoy_admin_port=0, web_root=web, envoy_access_log=str(tmp_path / "access.log")
-    )
-    envoy = EnvoyProcess(settings, tmp_path / "envoy")
-    await envoy.start()
-    try:
-        async with aiohttp.ClientSession(base_url=envoy.url) as http:
-            page = await call(http, "GET", "/")
-            assert page.status == 200 and page.raw.startswith(b"<!doctype html>")
-            assert page.headers["content-type"] == "text/html; charset=utf-8"
-            assert page.headers["cache-control"] == "no-cache"
-            asset = await call(http, "GET", "/assets/app-1a2b.js")
-            assert asset.status == 200 and asset.raw.decode() == script
-            assert "javascript" in asset.headers["content-type"]
-            assert "immutable" in asset.headers["cache-control"]
-            (await call(http, "GET", "/assets/missing.js")).expect(404, "NOT_FOUND")
-            assert (await call(http, "GET", "/ping")).status == 200  # the API is still there
-    finally:
-        await envoy.stop()
+    async with (
+        another_envoy(edge, tmp_path, web_root=web) as envoy,
+        aiohttp.ClientSession(base_url=envoy.url) as http,
+    ):
+        page = await call(http, "GET", "/")
+        assert page.status == 200 and page.raw.startswith(b"<!doctype html>")
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert page.headers["cache-control"] == "no-cache"
+        asset = await call(http, "GET", "/assets/app-1a2b.js")
+        assert asset.status == 200 and asset.raw.decode() == script
+        assert "javascript" in asset.headers["content-type"]
+        assert "immutable" in asset.headers["cache-control"]
+        (await call(http, "GET", "/assets/missing.js")).expect(404, "NOT_FOUND")
+        assert (await call(http, "GET", "/ping")).status == 200  # the API is still there

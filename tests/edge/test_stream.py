@@ -10,8 +10,7 @@ from typing import Any
 import aiohttp
 
 from chirp_core.stack import Stack
-from edge_proxy.envoy_process import EnvoyProcess
-from tests.edge.conftest import Edge
+from tests.edge.conftest import Edge, another_envoy
 from tests.edge.helpers import User, call, follow, sign_up, tweet
 from tests.support import eventually
 
@@ -99,25 +98,17 @@ async def test_a_client_that_disconnects_cancels_the_upstream_stream(
 async def test_a_quiet_stream_outlives_envoys_idle_timeout(edge: Edge, tmp_path: Path) -> None:
     """The stream route has no idle limit: behind an Envoy whose stream idle timeout is one second,
     a listener waits longer than that and still gets the next tweet."""
-    settings = edge.settings.with_changes(
-        http_port=0,
-        envoy_admin_port=0,
-        envoy_stream_idle_timeout_seconds=1.0,
-        envoy_access_log=str(tmp_path / "access.log"),
-    )
-    envoy = EnvoyProcess(settings, tmp_path / "envoy")
-    await envoy.start()
-    try:
-        async with aiohttp.ClientSession(base_url=envoy.url) as http:
-            alice = await sign_up(http)
-            async with _stream(http, alice) as response:
-                assert response.status == 200
-                await asyncio.sleep(2.5)
-                posted = await tweet(http, alice, "after a quiet while")
-                event = await _next_event(response)
-                assert event["tweet"]["tweet_id"] == posted["tweet_id"]
-    finally:
-        await envoy.stop()
+    async with (
+        another_envoy(edge, tmp_path, envoy_stream_idle_timeout_seconds=1.0) as envoy,
+        aiohttp.ClientSession(base_url=envoy.url) as http,
+    ):
+        alice = await sign_up(http)
+        async with _stream(http, alice) as response:
+            assert response.status == 200
+            await asyncio.sleep(2.5)
+            posted = await tweet(http, alice, "after a quiet while")
+            event = await _next_event(response)
+            assert event["tweet"]["tweet_id"] == posted["tweet_id"]
 
 
 def _async(probe: Any) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from chirp_core.media.local import LocalMediaStore
 from chirp_core.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
-from tests.support import Api, api_for
+from tests.support import Api, api_for, free_port
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -56,13 +55,6 @@ def fresh_database(server_url: str, label: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="package")

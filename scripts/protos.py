@@ -1,8 +1,10 @@
 """Contracts tooling: regenerate the Python stubs, lint, check for breaking changes.
 
 python scripts/protos.py generate   # rewrite chirp/** from protos/**,
-                                    #   chirp_envoy_api/** from third_party/envoy-protos/
-python scripts/protos.py check      # fail when the committed stubs are stale
+                                    #   chirp_envoy_api/** from third_party/envoy-protos/,
+                                    #   clients/typescript/src/gen/** from protos/** (protoc-gen-es;
+                                    #   needs `npm ci --prefix clients/typescript` first)
+python scripts/protos.py check      # fail when the committed stubs (Python or TypeScript) are stale
 python scripts/protos.py lint       # buf lint
 python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1), or
                                           #   the newest commit after it with a Contract-Break trailer
@@ -34,6 +36,14 @@ GOOGLE_API_PROTOS = ("annotations.proto", "http.proto")
 # the descriptor set to turn a rich gRPC status into JSON (convert_grpc_status).
 GOOGLE_RPC_PROTOS = ("status.proto", "error_details.proto")
 WELL_KNOWN = Path(protoc.__file__).parent / "_proto"
+# The TypeScript SDK: protoc-gen-es (from its package.json) writes TypeScript for protos/, the
+# google/api protos they import and google/rpc/error_details.proto into src/gen/; the well-known
+# types come from @bufbuild/protobuf.
+TS_CLIENT = ROOT / "clients" / "typescript"
+TS_STUBS = TS_CLIENT / "src" / "gen"
+TS_PLUGIN = TS_CLIENT / "node_modules" / ".bin" / "protoc-gen-es"
+TS_OPTIONS = "target=ts,import_extension=js"
+NPM_CI = "npm ci --prefix clients/typescript"
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,38 @@ def _protoc(out: Path, root: ProtoRoot, source: Path, deps: Path) -> None:
     (out / root.package / "py.typed").write_text("")
 
 
+def ts_plugin_missing() -> str | None:
+    """Why the TypeScript stubs cannot be generated (protoc-gen-es not installed), or None."""
+    if TS_PLUGIN.exists():
+        return None
+    return f"protoc-gen-es is not installed ({TS_PLUGIN.relative_to(ROOT)} is missing): run `{NPM_CI}` first"
+
+
+def generate_ts(out: Path) -> None:
+    """The TypeScript of protos/, the google/api protos they import and google.rpc's error details
+    (ErrorInfo, BadRequest: what a rich gRPC status carries) into out/."""
+    deps = stage_deps()
+    google = [f"google/api/{name}" for name in GOOGLE_API_PROTOS] + ["google/rpc/error_details.proto"]
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTOS}",
+        f"-I{deps}",
+        f"-I{WELL_KNOWN}",
+        f"--plugin=protoc-gen-es={TS_PLUGIN}",
+        f"--es_out={out}",
+        f"--es_opt={TS_OPTIONS}",
+        *google,
+        *(str(p.relative_to(PROTOS)) for p in proto_files(PROTOS)),
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit(f"protoc-gen-es failed on {PROTOS.relative_to(ROOT)}/")
+
+
 def command_generate() -> int:
+    missing = ts_plugin_missing()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
     for root in ROOTS:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp), root)
@@ -123,7 +164,28 @@ def command_generate() -> int:
             shutil.copytree(Path(tmp) / root.package, root.stubs)
         count = sum(1 for _ in root.stubs.rglob("*_pb2*.py*"))
         print(f"regenerated {count} stub files in {root.stubs.relative_to(ROOT)}/")
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_ts(Path(tmp))
+        shutil.rmtree(TS_STUBS, ignore_errors=True)
+        shutil.copytree(Path(tmp), TS_STUBS)
+    count = sum(1 for _ in TS_STUBS.rglob("*_pb.ts"))
+    print(f"regenerated {count} stub files in {TS_STUBS.relative_to(ROOT)}/")
     return 0
+
+
+def _differences(fresh: Path, committed: Path, prefix: str) -> list[str]:
+    """The files that differ between two trees, or are in only one of them, named under prefix."""
+    names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+    names |= {
+        p.relative_to(committed) for p in committed.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    return [
+        f"{prefix}/{n.as_posix()}"
+        for n in sorted(names)
+        if not (fresh / n).exists()
+        or not (committed / n).exists()
+        or not filecmp.cmp(fresh / n, committed / n, shallow=False)
+    ]
 
 
 def stale_files() -> list[str]:
@@ -131,23 +193,18 @@ def stale_files() -> list[str]:
     for root in ROOTS:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp), root)
-            fresh = Path(tmp) / root.package
-            stubs = root.stubs
-            names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-            names |= {
-                p.relative_to(stubs) for p in stubs.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            }
-            stale.extend(
-                f"{root.package}/{n}"
-                for n in sorted(names)
-                if not (fresh / n).exists()
-                or not (stubs / n).exists()
-                or not filecmp.cmp(fresh / n, stubs / n, shallow=False)
-            )
+            stale.extend(_differences(Path(tmp) / root.package, root.stubs, root.package))
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_ts(Path(tmp))
+        stale.extend(_differences(Path(tmp), TS_STUBS, TS_STUBS.relative_to(ROOT).as_posix()))
     return stale
 
 
 def command_check() -> int:
+    missing = ts_plugin_missing()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
     stale = stale_files()
     if stale:
         print("stale generated stubs (run `python scripts/protos.py generate`):", *stale, sep="\n  ")

@@ -1,6 +1,6 @@
 // What every page shares: the logged-in user, navigation, announcements and the session's end.
-import { chirp, type User } from "./api";
-import { describeError, sessionEnded } from "./errors";
+import { session, type User } from "./api";
+import { describeError } from "./errors";
 import { h } from "./dom";
 
 export const state: { me: User | null } = { me: null };
@@ -25,15 +25,15 @@ export function announce(message: string): void {
   toastTimer = window.setTimeout(() => liveRegion?.classList.remove("shown"), 4000);
 }
 
-/** Shows a failed action's message in `target` (role=alert); a lost session goes to log-in. */
+// A session the server no longer takes (expired): back to log-in, saying why.
+session.addEventListener("ended", (event) => {
+  state.me = null;
+  navigate("#/login");
+  announce(describeError((event as CustomEvent<unknown>).detail));
+});
+
+/** Shows a failed action's message in `target` (a role=alert box, or a status line). */
 export function showError(target: HTMLElement, error: unknown): void {
-  if (sessionEnded(error) && chirp.userId) {
-    chirp.logOut();
-    state.me = null;
-    navigate("#/login");
-    announce(describeError(error));
-    return;
-  }
   target.textContent = describeError(error);
   target.hidden = false;
 }

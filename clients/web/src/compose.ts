@@ -25,6 +25,11 @@ export interface ComposeOptions {
   autofocus?: boolean;
 }
 
+function newKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 /** Code points, as the tweets service counts them. */
 export function length(text: string): number {
   return [...text].length;
@@ -62,6 +67,8 @@ export function composer(options: ComposeOptions): HTMLFormElement {
     h("div", { class: "compose-bar" }, fileLabel, counter, submit),
   );
   let posting = false;
+  // One key per draft: posting again after a lost answer returns the tweet instead of a second one.
+  let idempotencyKey = newKey();
 
   const update = () => {
     const left = MAX_CHARS - length(text.value);
@@ -170,7 +177,8 @@ export function composer(options: ComposeOptions): HTMLFormElement {
     update();
     try {
       const mediaIds = await Promise.all(pictures.map((picture) => picture.upload));
-      const tweet = await chirp.postTweet(text.value, { replyTo: options.replyTo, mediaIds });
+      const tweet = await chirp.postTweet(text.value, { replyTo: options.replyTo, mediaIds, idempotencyKey });
+      idempotencyKey = newKey();
       text.value = "";
       for (const picture of [...pictures]) {
         URL.revokeObjectURL(picture.preview);

@@ -19,6 +19,7 @@ const REASONS: Record<string, string> = {
   MEDIA_TOO_LARGE: "That picture is too large (at most 8 MB).",
   MEDIA_TYPE_NOT_ALLOWED: "Only JPEG, PNG, GIF and WebP pictures can be posted.",
   MEDIA_UNAVAILABLE: "A picture did not finish uploading. Remove it and add it again.",
+  MEDIA_UPLOAD_FAILED: "The picture could not be uploaded. Remove it and try again.",
   TWEET_NOT_FOUND: "This tweet does not exist or was deleted.",
   USER_NOT_FOUND: "There is no such user.",
 };
@@ -51,13 +52,11 @@ export function describeError(error: unknown): string {
     if (error.code === "UNAVAILABLE" || error.code === "DEADLINE_EXCEEDED") {
       return "Chirp cannot be reached right now. Check your connection and try again.";
     }
+    if (error.code === "UNKNOWN" || error.code === "INTERNAL" || error.code === "DATA_LOSS") {
+      return "Something went wrong on Chirp's side. Try again.";
+    }
     return sentence(error.message);
   }
   if (error instanceof Error && error.name === "AbortError") return "Cancelled.";
   return "Something went wrong. Try again.";
-}
-
-/** True when the session is gone and the person must log in again. */
-export function sessionEnded(error: unknown): boolean {
-  return error instanceof ChirpError && error.code === "UNAUTHENTICATED";
 }

@@ -2,7 +2,7 @@
 // older pages loaded while scrolling.
 import { chirp, type Tweet } from "../api";
 import { h } from "../dom";
-import { announce } from "../app";
+import { announce, showError } from "../app";
 import { composer } from "../compose";
 import { InfiniteList, pagedSource } from "../list";
 import { tweetCard } from "../tweet";
@@ -38,6 +38,7 @@ export function homePage(): { element: HTMLElement; dispose: () => void } {
   });
 
   const bar = h("button", { type: "button", class: "new-tweets", hidden: true });
+  const liveStatus = h("p", { class: "live-status", role: "status", hidden: true }, "Live updates paused: reconnecting…");
   const barRegion = h("div", { class: "new-tweets-region", "aria-live": "polite" }, bar);
 
   /** Puts tweets on top; the reader's place stays where it was unless they asked to go up. */
@@ -73,14 +74,29 @@ export function homePage(): { element: HTMLElement; dispose: () => void } {
       try {
         // An empty first page: replay from the start, so nothing posted before the stream opened is missed.
         const sinceId = newestId || "1";
-        for await (const tweet of chirp.liveTimeline({ sinceId, signal: controller.signal })) {
+        const live = chirp.liveTimeline({
+          sinceId,
+          signal: controller.signal,
+          reconnect: { maxFailures: Infinity },
+          onConnect: () => {
+            element.dataset.live = "connected";
+            liveStatus.hidden = true;
+          },
+          onDisconnect: (error) => {
+            element.dataset.live = "reconnecting";
+            liveStatus.hidden = error === undefined;
+          },
+        });
+        for await (const tweet of live) {
           note(tweet);
           if (list.has(tweet.tweetId) || pending.some((p) => p.tweetId === tweet.tweetId)) continue;
           pending.push(tweet);
           updateBar();
         }
       } catch (failure) {
-        if (!controller.signal.aborted) console.warn("live timeline stopped", failure);
+        if (controller.signal.aborted) return;
+        element.dataset.live = "stopped";
+        showError(liveStatus, failure);
       }
     })();
   }
@@ -96,11 +112,12 @@ export function homePage(): { element: HTMLElement; dispose: () => void } {
     },
   });
 
-  const element = h(
+  const element: HTMLElement = h(
     "section",
-    { class: "home", "aria-labelledby": "home-title" },
+    { class: "home", "aria-labelledby": "home-title", "data-live": "connecting" },
     h("h1", { id: "home-title", class: "page-title" }, "Home"),
     compose,
+    liveStatus,
     barRegion,
     list.element,
   );

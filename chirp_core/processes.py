@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -262,15 +261,6 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
         await stack.stop()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port no one listens on now; the workers then share it (an internal port: Envoy's media
-    upstream)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _announce(line: str) -> None:
     print(line, flush=True)
 
@@ -278,7 +268,7 @@ def _announce(line: str) -> None:
 async def run(settings: Settings, processes: int, *, announce: Callable[[str], None] = _announce) -> int:
     """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
     kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
-    from chirp_core.stack import start_postgres, start_redis
+    from chirp_core.stack import free_port, start_postgres, start_redis
     from edge_proxy.envoy_process import EnvoyProcess
 
     check_shared_ports(settings, processes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,6 +69,22 @@ async def _bounded(step: Awaitable[None], seconds: float, what: str) -> None:
         log.warning("stopping %s took over %.0fs; moving on", what, seconds)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port no one listens on now (for an internal port several processes must agree on)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def public_port_fixed(settings: Settings) -> Settings:
+    """Envoy's port chosen now when it is 0: the tweets service writes it into media URLs (the
+    local store's /media/ is behind Envoy) before Envoy starts."""
+    if settings.http_port != 0:
+        return settings
+    return settings.with_changes(http_port=free_port(settings.host))
+
+
 async def start_postgres(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     if settings.database_url:
         return settings.database_url, None
@@ -93,6 +110,8 @@ async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy:
     from timeline_svc.server import start as start_timeline
     from tweets_svc.server import start as start_tweets
 
+    if with_edge and with_envoy:
+        settings = public_port_fixed(settings)
     database_url, postgres = await start_postgres(settings)
     stack = Stack(settings, database_url, "", postgres=postgres)
     try:

@@ -52,7 +52,8 @@ WEB_ROOT = Path(__file__).with_name("webapp")
 MAX_WEB_FILE_BYTES = 8 * 1024 * 1024
 # Calls that need no bearer token: sign-up and log-in.
 PUBLIC_RPCS = SIGN_IN_RPCS
-# Response headers no REST client should see.
+# Response headers no REST client should see (the router and the rate-limit filter are told to
+# add no x-envoy-* header of their own; these are the rest).
 HIDDEN_RESPONSE_HEADERS = (
     "grpc-status",
     "grpc-message",
@@ -62,6 +63,7 @@ HIDDEN_RESPONSE_HEADERS = (
     "x-envoy-ratelimited",
     "x-envoy-upstream-healthchecked-cluster",
 )
+HEADER_MUTATION = "envoy.filters.http.header_mutation"
 # gRPC code Envoy's own error answers carry, by their HTTP status (the inverse of the transcoder's
 # mapping; 405 and 413 have no gRPC twin and are read as UNIMPLEMENTED / RESOURCE_EXHAUSTED).
 LOCAL_REPLY_CODES: Mapping[int, tuple[int, str]] = {
@@ -105,7 +107,8 @@ class EnvoyOptions:
     upstream_timeout_seconds: float = 10.0
     stream_idle_timeout_seconds: float = 300.0
     health_check_interval_seconds: float = 5.0
-    access_log_path: str = "/dev/stdout"
+    # Empty: Envoy's standard output.
+    access_log_path: str = ""
     max_connections: int = 50_000
     # The built web app served at / (empty: none).
     web_root: str = ""
@@ -134,7 +137,7 @@ class EnvoyOptions:
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
             health_check_interval_seconds=settings.envoy_health_check_seconds,
-            access_log_path=settings.envoy_access_log or "/dev/stdout",
+            access_log_path=settings.envoy_access_log,
             media_cache_bytes=settings.media_cache_bytes,
             web_root=_web_root(settings.web_root),
             media_cache_dir=str(Path(run_dir or settings.data_dir / "envoy") / "media-cache"),
@@ -261,6 +264,8 @@ def grpc_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
         "match": {"path": http.rpc, "headers": _method_is("POST")},
         "route": action,
     }
+    # A gRPC or gRPC-Web client needs the grpc-* headers: they carry the call's status.
+    _filters_off(route, HEADER_MUTATION)
     return _public(route) if http.rpc in PUBLIC_RPCS else route
 
 
@@ -387,7 +392,7 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
         {
             # First, so that on the way out it sees every answer last: the transcoder's (which turns gRPC
             # trailers into headers) and the local replies of every filter after it.
-            "name": "envoy.filters.http.header_mutation",
+            "name": HEADER_MUTATION,
             "typed_config": {
                 "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 "mutations": {"response_mutations": [{"remove": name} for name in HIDDEN_RESPONSE_HEADERS]},
@@ -433,6 +438,7 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
                     # Fail open: the rate-limit service (or its Redis) down lets traffic through.
                     "failure_mode_deny": False,
                     "enable_x_ratelimit_headers": "OFF",
+                    "disable_x_envoy_ratelimited_header": True,
                     "rate_limit_service": {
                         "grpc_service": {"envoy_grpc": {"cluster_name": EDGE_CLUSTER}},
                         "transport_api_version": "V3",
@@ -546,13 +552,22 @@ def local_reply_config() -> dict[str, Any]:
 
 
 def access_log(options: EnvoyOptions) -> list[dict[str, Any]]:
-    """One JSON line per request."""
+    """One JSON line per request, to a file or (no path) to Envoy's standard output, whatever that
+    is: a terminal, a pipe or a socket."""
+    if options.access_log_path:
+        logger = "envoy.access_loggers.file"
+        config: dict[str, Any] = {
+            "@type": TYPE + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": options.access_log_path,
+        }
+    else:
+        logger = "envoy.access_loggers.stdout"
+        config = {"@type": TYPE + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}
     return [
         {
-            "name": "envoy.access_loggers.file",
+            "name": logger,
             "typed_config": {
-                "@type": TYPE + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                "path": options.access_log_path,
+                **config,
                 "log_format": {
                     "json_format": {
                         "time": "%START_TIME%",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import redis
 
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
-from tests.support import as_user
+from tests.support import as_user, free_port
 
 READY = re.compile(
     r"chirp: ready in (?P<seconds>[\d.]+)s at (?P<url>\S+) .*"
@@ -132,7 +133,26 @@ def test_restart_keeps_data_and_leaves_no_process_behind(tmp_path: Path) -> None
 
     with chirp_up(data_dir) as started:
         assert get_user(started.graph, user_id).handle == "survivor"
+        media_url = media_upload_url(started.url)
+        assert media_url == f"{started.url}/media/", "media URLs name the port Envoy got"
     assert not processes_using(data_dir)
+
+
+def media_upload_url(api: str) -> str:
+    """Where an upload grant, asked for over REST, says to send the bytes."""
+
+    def post(path: str, body: dict[str, object], token: str = "") -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{api}{path}", json.dumps(body).encode(), headers, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, str] = json.load(response)
+            return answer
+
+    post("/users", {"handle": "uploader", "password": "a long password"})
+    token = post("/sessions", {"handle": "uploader", "password": "a long password"})["token"]
+    grant = post("/media", {"content_type": "image/png", "size_bytes": 100}, token)
+    url: str = grant["upload"]["url"]  # type: ignore[index]  # a nested object
+    return url
 
 
 def follow(address: str, follower_id: int, followee_id: int) -> None:
@@ -142,12 +162,6 @@ def follow(address: str, follower_id: int, followee_id: int) -> None:
             metadata=as_user(follower_id),
             timeout=10,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_chirp_up_runs_the_relays_and_the_fanout_workers_asked_for(tmp_path: Path) -> None:

@@ -73,6 +73,26 @@ async def test_a_browser_calls_an_rpc_with_grpc_web(http: aiohttp.ClientSession)
     assert anonymous.status == 401 or anonymous.headers.get("grpc-status") == "16", anonymous
 
 
+async def test_a_grpc_web_error_keeps_its_status(http: aiohttp.ClientSession) -> None:
+    """REST clients never see gRPC headers, but a gRPC-Web client must: they carry the status."""
+    alice = await sign_up(http)
+    request = users_pb2.GetUserRequest(user_id=999_999_999).SerializeToString()
+    reply = await call(
+        http,
+        "POST",
+        "/chirp.users.v1.UserService/GetUser",
+        user=alice,
+        data=grpc_web_frame(request),
+        headers=GRPC_WEB,
+    )
+    _, trailers = grpc_web_frames(reply.raw)
+    status = {**{k.lower(): v for k, v in reply.headers.items()}, **trailers}
+    assert status.get("grpc-status") == "5", (reply, trailers)
+    assert "999999999" in status.get("grpc-message", "")
+    assert status.get("grpc-status-details-bin")
+    assert not [name for name in reply.headers if name.lower().startswith("x-envoy-")]
+
+
 async def test_sign_up_over_grpc_web_needs_no_token(http: aiohttp.ClientSession) -> None:
     request = users_pb2.CreateUserRequest(
         handle=f"web{os.getpid()}{id(http) % 10_000}", password="correct horse"

@@ -204,11 +204,9 @@ def _method_is(verb: str) -> list[dict[str, Any]]:
 def _public(route: dict[str, Any]) -> dict[str, Any]:
     """Mark a route public for the auth service (no token needed; a client-sent user header is
     still removed by it)."""
-    route["typed_per_filter_config"] = {
-        "envoy.filters.http.ext_authz": {
-            "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-            "check_settings": {"context_extensions": {AUTH_POLICY_KEY: PUBLIC_POLICY}},
-        }
+    route.setdefault("typed_per_filter_config", {})["envoy.filters.http.ext_authz"] = {
+        "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+        "check_settings": {"context_extensions": {AUTH_POLICY_KEY: PUBLIC_POLICY}},
     }
     return route
 

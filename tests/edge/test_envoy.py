@@ -107,6 +107,16 @@ async def test_sign_up_over_grpc_web_needs_no_token(http: aiohttp.ClientSession)
     messages, trailers = grpc_web_frames(reply.raw)
     assert trailers.get("grpc-status") == "0", (reply, trailers)
     assert users_pb2.User.FromString(messages[0]).handle == request.handle
+    # And its errors come with their status too (a public route like any other).
+    again = await call(
+        http,
+        "POST",
+        "/chirp.users.v1.UserService/CreateUser",
+        data=grpc_web_frame(request.SerializeToString()),
+        headers=GRPC_WEB,
+    )
+    status = {**{k.lower(): v for k, v in again.headers.items()}, **grpc_web_frames(again.raw)[1]}
+    assert status.get("grpc-status") == "6", again  # ALREADY_EXISTS: the handle is taken
 
 
 def _leaks(headers: object) -> list[str]:

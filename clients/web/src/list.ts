@@ -1,6 +1,5 @@
 // A list that loads its next page when the reader scrolls near its end (or presses "Load more").
 import { h } from "./dom";
-import { describeError } from "./errors";
 import { showError } from "./app";
 
 export interface Source<T> {
@@ -74,6 +73,11 @@ export class InfiniteList<T> {
     this.update();
   }
 
+  /** Every page is loaded. */
+  get complete(): boolean {
+    return !this.more;
+  }
+
   get size(): number {
     return this.keys.size;
   }
@@ -95,7 +99,6 @@ export class InfiniteList<T> {
     } catch (error) {
       this.failed = true;
       showError(this.status, error);
-      this.status.textContent = `${describeError(error)}`;
     } finally {
       this.loading = false;
       this.update();

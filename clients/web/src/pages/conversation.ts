@@ -23,7 +23,10 @@ export function conversationPage(tweetId: string): { element: HTMLElement; dispo
         tweetCard(tweet, {
           main: true,
           onDeleted: () => navigate("#/"),
-          onReplied: (reply) => replies.append([reply]),
+          // Replies run oldest first: a new one goes last, once the pages before it are there.
+          onReplied: (reply) => {
+            if (replies.complete) replies.append([reply]);
+          },
         }),
       );
       if (tweet.replyTo) {

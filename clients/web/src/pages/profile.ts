@@ -82,6 +82,7 @@ export function profilePage(userId: string, tab: ProfileTab): { element: HTMLEle
       }
     });
     header.removeAttribute("aria-busy");
+    document.title = `${displayName(user)} (@${user.handle}) · Chirp`;
     replaceChildren(
       header,
       h(

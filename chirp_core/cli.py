@@ -270,15 +270,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chirp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        if args.command == "up" and args.processes > 1:
-            from chirp_core.processes import run as run_processes
+    from edge_proxy.envoy_process import EnvoyError
 
-            return asyncio.run(run_processes(settings, args.processes))
-        if args.command == "up":
-            asyncio.run(_up(settings))
-        else:
-            asyncio.run(_serve(settings, args.service, args.port))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            if args.command == "up" and args.processes > 1:
+                from chirp_core.processes import run as run_processes
+
+                return asyncio.run(run_processes(settings, args.processes))
+            if args.command == "up":
+                asyncio.run(_up(settings))
+            else:
+                asyncio.run(_serve(settings, args.service, args.port))
+    except (OSError, EnvoyError) as exc:
+        # A port taken, a server that would not start: what to fix, not a traceback.
+        print(f"chirp: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -53,9 +53,15 @@ async def start_server(
     name: str,
     address: str,
     register: Callable[[grpc.aio.Server], Sequence[str]],
+    *,
+    share_port: bool = False,
 ) -> RunningServer:
-    """Build, bind and start a server. `register` adds the servicers and returns their full names."""
-    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    """Build, bind and start a server. `register` adds the servicers and returns their full names.
+    The port is this server's alone (a port another process holds fails here, naming it) unless
+    `share_port`: the worker processes of one `chirp up --processes N` share theirs."""
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 1 if share_port else 0)]
+    )
     service_names = list(register(server))
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -63,9 +69,14 @@ async def start_server(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"{name}: could not bind {address}")
+        raise OSError(
+            f"{name}: cannot listen on {address}: the port is taken (another process listens on it)"
+        )
     await server.start()
     for service in ("", *service_names):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

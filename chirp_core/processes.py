@@ -57,7 +57,7 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     metrics_port = settings.metrics_port
     if metrics_port:
         metrics_port += index
-    return settings.with_changes(node_id=node_id, metrics_port=metrics_port)
+    return settings.with_changes(node_id=node_id, metrics_port=metrics_port, share_ports=True)
 
 
 def check_shared_ports(settings: Settings, processes: int) -> None:

@@ -33,6 +33,9 @@ class Settings:
     graph_port: int = 50051
     tweets_port: int = 50052
     timeline_port: int = 50053
+    # Set for the worker processes of one `chirp up --processes N`, which listen on the same ports;
+    # otherwise a port another process holds is an error.
+    share_ports: bool = False
     # Where the other services are; empty means host:port of the ports above.
     graph_addr: str = ""
     tweets_addr: str = ""

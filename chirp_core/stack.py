@@ -134,7 +134,7 @@ async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy:
             stack.metrics_server = await serve_metrics(metrics, settings.host, settings.metrics_port)
         settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
         if with_edge:
-            stack.edge = await start_edge(settings, envoy=with_envoy, reuse_port=not with_envoy)
+            stack.edge = await start_edge(settings, envoy=with_envoy)
     except BaseException:
         await stack.stop()
         raise

@@ -46,7 +46,7 @@ class RunningEdge:
             await asyncio.to_thread(self.redis.stop)
 
 
-async def start_edge(settings: Settings, *, envoy: bool = True, reuse_port: bool = False) -> RunningEdge:
+async def start_edge(settings: Settings, *, envoy: bool = True) -> RunningEdge:
     """Start everything of the edge; on a failure part-way, stop what was started and re-raise."""
     redis: EmbeddedRedis | None = None
     redis_url = settings.redis_url
@@ -62,7 +62,7 @@ async def start_edge(settings: Settings, *, envoy: bool = True, reuse_port: bool
         endpoint = LocalMediaEndpoint.from_settings(settings)
         if endpoint is not None:
             edge.media = await serve_media(
-                endpoint, settings.host, settings.media_store_port, reuse_port=reuse_port
+                endpoint, settings.host, settings.media_store_port, reuse_port=settings.share_ports
             )
             edge.settings = settings = settings.with_changes(
                 media_store_addr=f"{settings.host}:{edge.media.port}"

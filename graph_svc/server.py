@@ -46,7 +46,9 @@ async def start(
         ]
 
     try:
-        running = await start_server("graph", f"{settings.host}:{port}", register)
+        running = await start_server(
+            "graph", f"{settings.host}:{port}", register, share_port=settings.share_ports
+        )
     except BaseException:
         await pool.close()
         raise

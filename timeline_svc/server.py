@@ -107,7 +107,9 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
         return [timeline_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name]
 
     try:
-        running = await start_server("timeline", f"{settings.host}:{port}", register)
+        running = await start_server(
+            "timeline", f"{settings.host}:{port}", register, share_port=settings.share_ports
+        )
     except BaseException:
         for close in reversed(closers):
             await close()

@@ -52,7 +52,9 @@ async def start(
         return [tweets_pb2.DESCRIPTOR.services_by_name["TweetService"].full_name]
 
     try:
-        running = await start_server("tweets", f"{settings.host}:{port}", register)
+        running = await start_server(
+            "tweets", f"{settings.host}:{port}", register, share_port=settings.share_ports
+        )
     except BaseException:
         await stop_media()
         await pool.close()

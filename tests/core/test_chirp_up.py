@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -181,3 +182,29 @@ def test_chirp_up_runs_the_relays_and_the_fanout_workers_asked_for(tmp_path: Pat
             assert len(waiting) == 3, client.client_list()
             events = [fields[b"type"] for _, fields in client.xrange("chirp:events")]
             assert b"followed" in events
+
+
+def test_a_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -> None:
+    """Even a listener that allows port sharing (as gRPC servers do by default) is not joined."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+        ports = ["--tweets-port", "0", "--timeline-port", "0", "--http-port", "0", "--auth-port", "0"]
+        finished = subprocess.run(
+            [
+                *(sys.executable, "-m", "chirp_core.cli", "up", "--data-dir", str(tmp_path / "data")),
+                *("--graph-port", str(taken), *ports, "--metrics-port", "off"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode != 0, output
+    assert f"127.0.0.1:{taken}" in output and "taken" in output, output
+    assert "chirp: ready" not in output
+    assert not processes_using(tmp_path / "data"), "a failed start left a process behind"

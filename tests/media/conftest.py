@@ -21,7 +21,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from chirp_core.media.local import LocalMediaStore
 from chirp_core.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
-from tests.support import Api, api_for, free_port
+from tests.support import Api, api_for
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -66,24 +66,18 @@ def database_url(postgres_server: str) -> Iterator[str]:
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     data_dir = tmp_path_factory.mktemp("media-stack")
-    for attempt in range(3):
-        settings = settings_for_tests(
-            database_url,
-            data_dir,
-            http_port=free_port(),
-            auth_port=0,
-            rate_limits="off",
-            media_janitor_interval_seconds=0.2,
-            # Envoy's media cache asks the store again after this: a deleted object goes soon.
-            media_shared_cache_seconds=3,
-        )
-        try:
-            running = await start_stack(settings, with_edge=True)
-        except OSError:  # the port chosen was taken in between
-            if attempt == 2:
-                raise
-            continue
-        break
+    settings = settings_for_tests(
+        database_url,
+        data_dir,
+        # Envoy's port: chosen by start_stack before the services start (media URLs name it).
+        http_port=0,
+        auth_port=0,
+        rate_limits="off",
+        media_janitor_interval_seconds=0.2,
+        # Envoy's media cache asks the store again after this: a deleted object goes soon.
+        media_shared_cache_seconds=3,
+    )
+    running = await start_stack(settings, with_edge=True)
     yield running
     await running.stop()
 

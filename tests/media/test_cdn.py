@@ -28,9 +28,9 @@ from chirp.tweets.v1 import tweets_pb2_grpc
 from chirp_core.grpc_server import RunningServer
 from chirp_core.settings import Settings
 from tests.media import files
-from tests.media.conftest import BUCKET, free_port, fresh_database
+from tests.media.conftest import BUCKET, fresh_database
 from tests.media.helpers import grant, post_form, tweet_with_media
-from tests.support import Api
+from tests.support import Api, free_port
 from tests.tcp_proxy import CountingProxy
 from tweets_svc.media_probe import HEAD_BYTES
 from tweets_svc.server import start as start_tweets

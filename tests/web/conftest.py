@@ -18,7 +18,7 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 
 from chirp_core.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
-from tests.support import Api, api_for, free_port
+from tests.support import Api, api_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_ROOT = ROOT / "edge_proxy" / "webapp"
@@ -65,23 +65,17 @@ def database_url(postgres_server: str) -> Iterator[str]:
 async def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     assert (WEB_ROOT / "index.html").is_file(), "no built web app: run `python scripts/web.py build`"
     data_dir = tmp_path_factory.mktemp("web-stack")
-    for attempt in range(3):
-        settings = settings_for_tests(
-            database_url,
-            data_dir,
-            http_port=free_port(),
-            auth_port=0,
-            rate_limits=str(LIMITS_FILE),
-            web_root=WEB_ROOT,
-            envoy_access_log=str(data_dir / "access.log"),
-        )
-        try:
-            running = await start_stack(settings, with_edge=True)
-        except OSError:  # the port chosen was taken in between
-            if attempt == 2:
-                raise
-            continue
-        break
+    settings = settings_for_tests(
+        database_url,
+        data_dir,
+        # Envoy's port: chosen by start_stack before the services start (media URLs name it).
+        http_port=0,
+        auth_port=0,
+        rate_limits=str(LIMITS_FILE),
+        web_root=WEB_ROOT,
+        envoy_access_log=str(data_dir / "access.log"),
+    )
+    running = await start_stack(settings, with_edge=True)
     yield running
     await running.stop()
 

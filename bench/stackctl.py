@@ -203,7 +203,7 @@ async def start_stack(settings: Settings, processes: int) -> RunningStack:
     await supervisor.start()
     envoy: EnvoyProcess | None = None
     try:
-        envoy = EnvoyProcess(settings, settings.data_dir / "envoy", admin_port=0)
+        envoy = EnvoyProcess(settings, settings.data_dir / "envoy")
         await envoy.start()
         await wait_healthy(envoy.url)
     except BaseException:

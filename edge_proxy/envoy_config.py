@@ -52,8 +52,8 @@ WEB_ROOT = Path(__file__).with_name("webapp")
 MAX_WEB_FILE_BYTES = 8 * 1024 * 1024
 # Calls that need no bearer token: sign-up and log-in.
 PUBLIC_RPCS = SIGN_IN_RPCS
-# Response headers no REST client should see (the router and the rate-limit filter are told to
-# add no x-envoy-* header of their own; these are the rest).
+# Response headers no REST client should see. The router and the rate-limit filter are also told
+# to add no x-envoy-* header of their own; the health check filter adds one regardless.
 HIDDEN_RESPONSE_HEADERS = (
     "grpc-status",
     "grpc-message",
@@ -64,6 +64,7 @@ HIDDEN_RESPONSE_HEADERS = (
     "x-envoy-upstream-healthchecked-cluster",
 )
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
 # gRPC code Envoy's own error answers carry, by their HTTP status (the inverse of the transcoder's
 # mapping; 405 and 413 have no gRPC twin and are read as UNIMPLEMENTED / RESOURCE_EXHAUSTED).
 LOCAL_REPLY_CODES: Mapping[int, tuple[int, str]] = {
@@ -201,10 +202,18 @@ def _method_is(verb: str) -> list[dict[str, Any]]:
     return [{"name": ":method", "string_match": {"exact": verb}}]
 
 
+def _set_headers(headers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """response_headers_to_add entries that replace any header of the same name."""
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in headers.items()
+    ]
+
+
 def _public(route: dict[str, Any]) -> dict[str, Any]:
     """Mark a route public for the auth service (no token needed; a client-sent user header is
     still removed by it)."""
-    route.setdefault("typed_per_filter_config", {})["envoy.filters.http.ext_authz"] = {
+    route.setdefault("typed_per_filter_config", {})[EXT_AUTHZ] = {
         "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
         "check_settings": {"context_extensions": {AUTH_POLICY_KEY: PUBLIC_POLICY}},
     }
@@ -220,68 +229,56 @@ def _filters_off(route: dict[str, Any], *names: str) -> dict[str, Any]:
     return route
 
 
+def _rpc_route(name: str, match: dict[str, Any], http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
+    """A route to an RPC's cluster with its policy: a deadline (none, and no idle limit, for a live
+    stream, for as long as the client listens), its rate limits, public or not."""
+    action: dict[str, Any] = {"cluster": CLUSTER_OF_SERVICE[http.service]}
+    if http.server_streaming:
+        action["timeout"] = "0s"
+        action["idle_timeout"] = "0s"
+    else:
+        action["timeout"] = _duration(options.upstream_timeout_seconds)
+    if options.rate_limiting:
+        action["rate_limits"] = rate_limit_actions(http.rpc)
+    route: dict[str, Any] = {"name": name, "match": match, "route": action}
+    return _public(route) if http.rpc in PUBLIC_RPCS else route
+
+
 def api_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
     """The route of one REST binding, named after its RPC (the transcoder keeps that route:
     match_incoming_request_route)."""
-    action: dict[str, Any] = {
-        "cluster": CLUSTER_OF_SERVICE[http.service],
-        "timeout": _duration(options.upstream_timeout_seconds),
-    }
-    if options.rate_limiting:
-        action["rate_limits"] = rate_limit_actions(http.rpc)
-    route: dict[str, Any] = {
-        "name": http.rpc[1:],
-        "match": {"safe_regex": {"regex": http.regex}, "headers": _method_is(http.verb)},
-        "route": action,
-    }
+    match = {"safe_regex": {"regex": http.regex}, "headers": _method_is(http.verb)}
+    route = _rpc_route(http.rpc[1:], match, http, options)
     if http.server_streaming:
-        # A live stream: no overall deadline and no idle limit, for as long as the client listens.
-        action["timeout"] = "0s"
-        action["idle_timeout"] = "0s"
-        route["response_headers_to_add"] = [
-            {
-                "header": {"key": "cache-control", "value": "no-cache"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ]
-    return _public(route) if http.rpc in PUBLIC_RPCS else route
+        route["response_headers_to_add"] = _set_headers({"cache-control": "no-cache"})
+    return route
 
 
 def grpc_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
     """The same RPC called as gRPC or gRPC-Web (POST /pkg.Service/Method), with the same policy."""
-    action: dict[str, Any] = {
-        "cluster": CLUSTER_OF_SERVICE[http.service],
-        "timeout": "0s" if http.server_streaming else _duration(options.upstream_timeout_seconds),
-    }
-    if http.server_streaming:
-        action["idle_timeout"] = "0s"
-    if options.rate_limiting:
-        action["rate_limits"] = rate_limit_actions(http.rpc)
-    route: dict[str, Any] = {
-        "name": f"grpc:{http.rpc[1:]}",
-        "match": {"path": http.rpc, "headers": _method_is("POST")},
-        "route": action,
-    }
+    match = {"path": http.rpc, "headers": _method_is("POST")}
     # A gRPC or gRPC-Web client needs the grpc-* headers: they carry the call's status.
-    _filters_off(route, HEADER_MUTATION)
-    return _public(route) if http.rpc in PUBLIC_RPCS else route
+    return _filters_off(_rpc_route(f"grpc:{http.rpc[1:]}", match, http, options), HEADER_MUTATION)
+
+
+def _direct(
+    name: str, match: dict[str, Any], status: int, body: dict[str, str] | None, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """An answer Envoy gives itself, with no token asked for."""
+    response: dict[str, Any] = {"status": status}
+    if body is not None:
+        response["body"] = body
+    route: dict[str, Any] = {"name": name, "match": match, "direct_response": response}
+    if headers:
+        route["response_headers_to_add"] = _set_headers(headers)
+    return _filters_off(route, EXT_AUTHZ)
 
 
 def _status_route(
     name: str, match: dict[str, Any], status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """An answer Envoy gives itself; local_reply_config turns `message` into a Status JSON body."""
-    route: dict[str, Any] = {
-        "name": name,
-        "match": match,
-        "direct_response": {"status": status, "body": {"inline_string": message}},
-    }
-    if headers:
-        route["response_headers_to_add"] = [
-            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-            for key, value in headers.items()
-        ]
-    return _filters_off(route, "envoy.filters.http.ext_authz")
+    """An error Envoy answers itself; local_reply_config turns `message` into a Status JSON body."""
+    return _direct(name, match, status, {"inline_string": message}, headers or {})
 
 
 def web_routes(web_root: str) -> list[dict[str, Any]]:
@@ -297,20 +294,8 @@ def web_routes(web_root: str) -> list[dict[str, Any]]:
             content_type += "; charset=utf-8"
         caching = "no-cache" if path == "/" else "public, max-age=31536000, immutable"
         headers = {"content-type": content_type, "cache-control": caching}
-        table.append(
-            _filters_off(
-                {
-                    "name": f"web:{path}",
-                    "match": {"path": path, "headers": _method_is("GET")},
-                    "direct_response": {"status": 200, "body": {"filename": str(file.resolve())}},
-                    "response_headers_to_add": [
-                        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-                        for k, v in headers.items()
-                    ],
-                },
-                "envoy.filters.http.ext_authz",
-            )
-        )
+        match = {"path": path, "headers": _method_is("GET")}
+        table.append(_direct(f"web:{path}", match, 200, {"filename": str(file.resolve())}, headers))
     return table
 
 
@@ -331,34 +316,11 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
         )
     for http in {h.rpc: h for h in api}.values():
         table.append(grpc_route(http, options))
-    table.append(
-        _filters_off(
-            {
-                "name": "healthz",
-                "match": {"path": HEALTH_PATH, "headers": _method_is("GET")},
-                # Answered by the health_check filter; the route only keeps the path out of the 404.
-                "direct_response": {"status": 200},
-            },
-            "envoy.filters.http.ext_authz",
-        )
-    )
-    table.append(
-        _filters_off(
-            {
-                "name": "ping",
-                "match": {"path": PING_PATH, "headers": _method_is("GET")},
-                # Envoy answers alone: what a request costs with no upstream (the benchmark's ceiling).
-                "direct_response": {"status": 200, "body": {"inline_string": "{}"}},
-                "response_headers_to_add": [
-                    {
-                        "header": {"key": "content-type", "value": "application/json"},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    }
-                ],
-            },
-            "envoy.filters.http.ext_authz",
-        )
-    )
+    # Answered by the health_check filter; the route only keeps the path out of the 404.
+    table.append(_direct("healthz", {"path": HEALTH_PATH, "headers": _method_is("GET")}, 200, None, {}))
+    # Envoy answers alone: what a request costs with no upstream (the benchmark's ceiling).
+    ping = {"path": PING_PATH, "headers": _method_is("GET")}
+    table.append(_direct("ping", ping, 200, {"inline_string": "{}"}, {"content-type": "application/json"}))
     table.append(
         _status_route("healthz-wrong-method", {"path": HEALTH_PATH}, 405, "allowed: GET", {"allow": "GET"})
     )
@@ -379,7 +341,7 @@ def media_route(options: EnvoyOptions) -> dict[str, Any]:
         "match": {"prefix": MEDIA_PREFIX},
         "route": {"cluster": MEDIA_CLUSTER, "timeout": "300s"},
     }
-    return _filters_off(route, "envoy.filters.http.ext_authz", "envoy.filters.http.grpc_json_transcoder")
+    return _filters_off(route, EXT_AUTHZ, "envoy.filters.http.grpc_json_transcoder")
 
 
 # Filters.
@@ -413,7 +375,7 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
         },
         {
             # Authentication first: no token, no rate-limit budget spent, no transcoding.
-            "name": "envoy.filters.http.ext_authz",
+            "name": EXT_AUTHZ,
             "typed_config": {
                 "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
                 "grpc_service": {"envoy_grpc": {"cluster_name": EDGE_CLUSTER}, "timeout": "2s"},

@@ -84,11 +84,11 @@ def _die_with_parent() -> None:
 
 
 class EnvoyProcess:
-    def __init__(self, settings: Settings, run_dir: Path, *, admin_port: int | None = None) -> None:
+    def __init__(self, settings: Settings, run_dir: Path) -> None:
         self.settings = settings
         self.run_dir = run_dir
         self.binary = find_envoy(settings)
-        self._admin_port = settings.envoy_admin_port if admin_port is None else admin_port
+        self._admin_port = settings.envoy_admin_port
         self._listen_port = settings.http_port
         self._process: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None

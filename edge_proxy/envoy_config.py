@@ -321,9 +321,10 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
     # Envoy answers alone: what a request costs with no upstream (the benchmark's ceiling).
     ping = {"path": PING_PATH, "headers": _method_is("GET")}
     table.append(_direct("ping", ping, 200, {"inline_string": "{}"}, {"content-type": "application/json"}))
-    table.append(
-        _status_route("healthz-wrong-method", {"path": HEALTH_PATH}, 405, "allowed: GET", {"allow": "GET"})
-    )
+    for name, path in (("healthz", HEALTH_PATH), ("ping", PING_PATH)):
+        table.append(
+            _status_route(f"{name}-wrong-method", {"path": path}, 405, "allowed: GET", {"allow": "GET"})
+        )
     if options.web_root:
         table.extend(web_routes(options.web_root))
     table.append(_status_route("not-found", {"prefix": "/"}, 404, "no such path"))

@@ -149,6 +149,8 @@ async def test_unauthenticated_is_401_with_a_challenge(http: aiohttp.ClientSessi
 async def test_ping_is_answered_by_envoy_alone(http: aiohttp.ClientSession) -> None:
     reply = await call(http, "GET", "/ping")
     assert (reply.status, reply.json) == (200, {})
+    wrong = (await call(http, "POST", "/ping", json={})).expect(405, "METHOD_NOT_ALLOWED")
+    assert wrong.headers["Allow"] == "GET"
     health = await call(http, "GET", "/healthz")
     assert health.status == 200 and _leaks(health.headers) == []
 

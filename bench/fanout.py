@@ -39,7 +39,7 @@ from bench.loader import load, password_hash
 from bench.stats import summarize
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
-from chirp_core.embedded_redis import open_redis
+from chirp_core.redis_client import open_redis
 from chirp_core.rpc import USER_ID_HEADER
 from chirp_core.settings import Settings
 from chirp_core.snowflake import lowest_id_at, timestamp_of

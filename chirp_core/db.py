@@ -17,11 +17,16 @@ from chirp_core.errors import Unavailable
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.db")
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again"
 _MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
 async def open_pool(settings: Settings, dsn: str, name: str) -> AsyncConnectionPool:
-    """An open async pool. Statement preparation follows settings (off for pgbouncer)."""
+    """An open async pool. Statement preparation follows settings (off for pgbouncer).
+
+    A request waits at most settings.db_connect_timeout_seconds for a connection (psycopg_pool
+    waits 30 s by default), and each connection is checked as it is handed out, so that after a
+    server restart the first requests do not get the connections it closed."""
     pool = AsyncConnectionPool(
         dsn,
         min_size=settings.db_pool_min,
@@ -29,6 +34,8 @@ async def open_pool(settings: Settings, dsn: str, name: str) -> AsyncConnectionP
         kwargs={"prepare_threshold": settings.db_prepare_threshold, "autocommit": True},
         name=name,
         open=False,
+        timeout=settings.db_connect_timeout_seconds,
+        check=AsyncConnectionPool.check_connection,
     )
     await pool.open(wait=True, timeout=30)
     return pool
@@ -61,9 +68,9 @@ class Connections:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: psycopg.OperationalError) -> Unavailable:
+        log.warning("the %s database is unavailable: %s: %s", self._database, type(exc).__name__, exc)
         return Unavailable(
-            f"the {self._database} database is unavailable: {type(exc).__name__}",
-            reason="DATABASE_UNAVAILABLE",
+            DATABASE_UNAVAILABLE_MESSAGE, reason="DATABASE_UNAVAILABLE", metadata={"database": self._database}
         )
 
 

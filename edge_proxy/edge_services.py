@@ -8,8 +8,8 @@ import logging
 import grpc
 
 from chirp.users.v1 import users_pb2_grpc
-from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer, start_server
+from chirp_core.redis_client import open_request_redis
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
 from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
@@ -26,7 +26,7 @@ async def start(settings: Settings, redis_url: str, port: int) -> RunningServer:
     path = limits_file(settings)
     config = None if path is None else load_limits(path)
     log.info("rate limits: %s", "off" if path is None else path)
-    client = open_redis(redis_url)
+    client = open_request_redis(redis_url, settings)
     users_channel = downstream_channel(settings.graph_target, settings.default_rpc_timeout_seconds)
     authorization = AuthorizationServicer(
         users_pb2_grpc.UserServiceStub(users_channel), TokenCache(client, settings.auth_cache_seconds)

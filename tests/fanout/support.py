@@ -11,9 +11,9 @@ import redis.asyncio
 
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2
-from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer
 from chirp_core.metrics import Metrics
+from chirp_core.redis_client import open_redis
 from chirp_core.settings import Settings
 from tests.support import LAG_SECONDS, Api, as_user, eventually
 from tests.timeline.helpers import follow, post, unfollow

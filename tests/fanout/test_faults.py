@@ -10,8 +10,9 @@ import grpc
 import psycopg
 import pytest
 
-from chirp_core.embedded_redis import EmbeddedRedis, open_redis
+from chirp_core.embedded_redis import EmbeddedRedis
 from chirp_core.metrics import Metrics
+from chirp_core.redis_client import open_redis
 from chirp_core.rpc import downstream_channel
 from chirp_core.stack import Stack
 from tests.fanout.conftest import StartTimeline

@@ -6,6 +6,7 @@ results.md, PNGs), run (the order of it all)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shlex
 import sys
@@ -28,9 +29,14 @@ def parse_targets(text: str | None) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench import soak
     from bench.config import build_parser, config_from_args
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    soak.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.soak is not None:
+        return _soak(args, argv)
     try:
         config = config_from_args(args)
         targets = parse_targets(args.targets)
@@ -64,10 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         results = asyncio.run(run.run_own_stack(config))
-    command = " ".join(
-        ["chirp bench", *(shlex.quote(arg) for arg in (argv if argv is not None else sys.argv[1:]))]
-    )
-    text = report.write(results, config.out, command.strip())
+    text = report.write(results, config.out, _command(argv))
     if config.plots:
         from bench.plots import plot
 
@@ -83,3 +86,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (", PNG plots)" if config.plots else ")")
     )
     return 0
+
+
+def _command(argv: Sequence[str] | None) -> str:
+    return " ".join(
+        ["chirp bench", *(shlex.quote(arg) for arg in (argv if argv is not None else sys.argv[1:]))]
+    ).strip()
+
+
+def _soak(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """`chirp bench --soak MINUTES`: on a stack of its own only, nothing published."""
+    from bench import soak
+
+    if args.url or args.publish:
+        print("chirp bench: --soak runs on a stack of its own; drop --url and --publish", file=sys.stderr)
+        return 2
+    try:
+        config = soak.config_from_args(args)
+    except ValueError as exc:
+        print(f"chirp bench: {exc}", file=sys.stderr)
+        return 2
+    return soak.main(config, _command(argv))

@@ -3,8 +3,10 @@
 python scripts/protos.py generate   # rewrite chirp/** from protos/**,
                                     #   chirp_envoy_api/** from third_party/envoy-protos/,
                                     #   clients/typescript/src/gen/** from protos/** (protoc-gen-es;
-                                    #   needs `npm ci --prefix clients/typescript` first)
-python scripts/protos.py check      # fail when the committed stubs (Python or TypeScript) are stale
+                                    #   needs `npm ci --prefix clients/typescript` first),
+                                    #   edge_proxy/openapi.json from the stubs' google.api.http rules
+python scripts/protos.py check      # fail when the committed stubs (Python or TypeScript) or the
+                                    #   OpenAPI document are stale
 python scripts/protos.py lint       # buf lint
 python scripts/protos.py breaking [REF]   # buf breaking against a git ref (default HEAD~1), or
                                           #   the newest commit after it with a Contract-Break trailer
@@ -44,6 +46,8 @@ TS_STUBS = TS_CLIENT / "src" / "gen"
 TS_PLUGIN = TS_CLIENT / "node_modules" / ".bin" / "protoc-gen-es"
 TS_OPTIONS = "target=ts,import_extension=js"
 NPM_CI = "npm ci --prefix clients/typescript"
+# The REST API's OpenAPI document (edge_proxy.openapi), which Envoy serves at /openapi.json.
+OPENAPI = ROOT / "edge_proxy" / "openapi.json"
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,14 @@ def generate_ts(out: Path) -> None:
         raise SystemExit(f"protoc-gen-es failed on {PROTOS.relative_to(ROOT)}/")
 
 
+def openapi_text() -> str:
+    """The OpenAPI document of the chirp stubs on disk. Imported here, not at the top: `generate`
+    rewrites the stubs first, and the document must be built from the new ones."""
+    from edge_proxy.openapi import openapi_document, render
+
+    return render(openapi_document())
+
+
 def command_generate() -> int:
     missing = ts_plugin_missing()
     if missing:
@@ -170,6 +182,8 @@ def command_generate() -> int:
         shutil.copytree(Path(tmp), TS_STUBS)
     count = sum(1 for _ in TS_STUBS.rglob("*_pb.ts"))
     print(f"regenerated {count} stub files in {TS_STUBS.relative_to(ROOT)}/")
+    OPENAPI.write_text(openapi_text())
+    print(f"regenerated {OPENAPI.relative_to(ROOT)}")
     return 0
 
 
@@ -198,21 +212,23 @@ def stale_files(*, typescript: bool = True) -> list[str]:
         with tempfile.TemporaryDirectory() as tmp:
             generate_ts(Path(tmp))
             stale.extend(_differences(Path(tmp), TS_STUBS, TS_STUBS.relative_to(ROOT).as_posix()))
+    if not OPENAPI.is_file() or OPENAPI.read_text() != openapi_text():
+        stale.append(OPENAPI.relative_to(ROOT).as_posix())
     return stale
 
 
 def command_check(python_only: bool = False) -> int:
-    """All stubs (CI), or with python_only the Python ones alone: what the test suite checks on a
-    machine that has Python but not the SDK's node packages."""
+    """All stubs and the OpenAPI document (CI), or with python_only all but the TypeScript stubs:
+    what the test suite checks on a machine that has Python but not the SDK's node packages."""
     missing = None if python_only else ts_plugin_missing()
     if missing:
         print(missing, file=sys.stderr)
         return 1
     stale = stale_files(typescript=not python_only)
     if stale:
-        print("stale generated stubs (run `python scripts/protos.py generate`):", *stale, sep="\n  ")
+        print("stale generated files (run `python scripts/protos.py generate`):", *stale, sep="\n  ")
         return 1
-    print("generated stubs are up to date")
+    print("generated stubs and OpenAPI document are up to date")
     return 0
 
 

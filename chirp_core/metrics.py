@@ -37,6 +37,19 @@ class Metrics:
         self.fanout_events = Counter(
             "chirp_fanout_events_total", "Events applied by the fan-out workers.", ["type"], registry=registry
         )
+        self.fanout_failures = Counter(
+            "chirp_fanout_failures_total",
+            "Event applies that failed, the event left pending to be retried: reason=outage (Redis or"
+            " the graph service unreachable; not counted against the attempts) or error.",
+            ["reason"],
+            registry=registry,
+        )
+        self.fanout_dead_letters = Counter(
+            "chirp_fanout_dead_letters_total",
+            "Events moved to the dead-letter stream after failing every attempt, by event type.",
+            ["type"],
+            registry=registry,
+        )
         self.fanout_timelines = Counter(
             "chirp_fanout_timelines_written_total",
             "Warm home timelines a new tweet was pushed into.",

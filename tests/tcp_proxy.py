@@ -34,7 +34,8 @@ class CountingProxy:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        """Listen on `port`, a free one when 0; after close(), start() listens on the same port again."""
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return f"http://127.0.0.1:{self.port}"
 

@@ -19,6 +19,13 @@ deleted tweets are filtered at hydration anyway.
                  and the followee's recent tweets merged into the reader's timeline.
   unfollowed     the count, the following set, and the followee's tweets out of the timeline.
 
+An event whose apply fails stays pending and is retried when it is taken over. An outage (Redis
+or the graph service unreachable) is retried for as long as it lasts; any other failure (an author
+the graph service does not know, a malformed event, a bug) counts as an attempt, in a Redis hash
+that outlives the workers, and after `max_attempts` the event moves to the dead-letter stream
+(`stream` + ":dead": its own fields plus error, attempts, original_id, group, consumer) and is
+acknowledged, in one Lua script. Nothing is acknowledged as done that was not applied.
+
 A new consumer group starts from the beginning of the stream (ID 0): replaying what the stream
 still holds is harmless, and after a flush of Redis nothing relayed meanwhile is skipped.
 """
@@ -34,6 +41,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import grpc
@@ -46,7 +54,7 @@ from chirp_core.tasks import raise_if_cancelled, stop_tasks
 from timeline_svc.cache import TweetCache
 from timeline_svc.home import Builder
 from timeline_svc.models import Entry
-from timeline_svc.ports import FollowGraph
+from timeline_svc.ports import FollowGraph, UnknownUser
 from timeline_svc.store import REDIS_ERRORS, TimelineStore
 
 log = logging.getLogger("chirp.timeline.fanout")
@@ -55,17 +63,17 @@ READ_COUNT = 16
 # How long a follow merge waits for a timeline or recent set being built elsewhere.
 BUILD_WAIT_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 5.0
-MAX_ATTEMPTS = 3
-# Transient failures leave the event pending, to be retried; anything else is a bad event.
-_RETRYABLE_GRPC = {
+# The graph service did not answer: retried while it lasts, not counted against the attempts.
+_OUTAGE_GRPC = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.CANCELLED,
 }
+
+
+class MalformedEvent(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,19 @@ class Event:
 
     @classmethod
     def parse(cls, fields: Mapping[bytes, bytes]) -> Event:
-        return cls(
-            type=fields[b"type"].decode(),
-            seq=int(fields[b"seq"]),
-            payload=json.loads(fields[b"payload"]),
-        )
+        try:
+            event = cls(
+                type=fields[b"type"].decode(),
+                seq=int(fields[b"seq"]),
+                payload=json.loads(fields[b"payload"]),
+            )
+        except KeyError as exc:
+            raise MalformedEvent(f"no field {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise MalformedEvent(str(exc)) from None
+        if not isinstance(event.payload, Mapping):
+            raise MalformedEvent("the payload is not a JSON object")
+        return event
 
 
 class FanoutApplier:
@@ -219,11 +235,21 @@ class FanoutWorkers:
         consumers: int,
         block_seconds: float,
         claim_idle_seconds: float,
+        max_attempts: int = 5,
+        metrics: Metrics | None = None,
     ) -> None:
         self._redis = client
         self._applier = applier
         self._stream = stream
         self._group = group
+        self.dead_letter_stream = f"{stream}:dead"
+        # Failed attempts per event ID, for this group; an entry goes when its event is acknowledged.
+        self._attempts = f"{stream}:attempts:{group}"
+        self._max_attempts = max_attempts
+        self._metrics = metrics or Metrics()
+        self._dead_letter = client.register_script(
+            resources.files("timeline_svc").joinpath("lua", "dead_letter.lua").read_text()
+        )
         self._count = consumers
         self._block_ms = max(1, int(block_seconds * 1000))
         self._claim_idle_ms = max(1, int(claim_idle_seconds * 1000))
@@ -232,8 +258,6 @@ class FanoutWorkers:
         self._prefix = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._group_ready = False
         self._stopping = False
-        # Failed attempts per event that failed for a reason a retry does not cure.
-        self._failures: dict[Any, int] = {}
 
     def start(self) -> None:
         for index in range(self._count):
@@ -267,7 +291,7 @@ class FanoutWorkers:
                 if "NOGROUP" in str(exc):  # Redis was flushed or restarted empty
                     self._group_ready = False
                     continue
-                if not _transient(exc):
+                if not _outage(exc):
                     log.exception("fan-out consumer %s failed", consumer)
                 else:
                     log.warning("fan-out consumer %s: %s; retrying in %.2fs", consumer, exc, backoff)
@@ -275,7 +299,7 @@ class FanoutWorkers:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     async def read_and_apply(self, consumer: str, *, block_ms: int) -> int:
-        """One XREADGROUP and the events it gave; how many were applied and acknowledged."""
+        """One XREADGROUP and the events it gave; how many were done with (applied or dead-lettered)."""
         try:
             reply: Any = await self._redis.xreadgroup(
                 self._group, consumer, {self._stream: ">"}, count=READ_COUNT, block=block_ms
@@ -288,8 +312,7 @@ class FanoutWorkers:
         done = 0
         for _stream, messages in reply or []:
             for message_id, fields in messages:
-                await self._handle(message_id, fields)
-                done += 1
+                done += await self._handle(consumer, message_id, fields)
         return done
 
     async def _claim(self, consumer: str) -> None:
@@ -301,29 +324,76 @@ class FanoutWorkers:
             start, messages = reply[0], reply[1]
             for message_id, fields in messages:
                 log.info("%s took over event %s", consumer, message_id)
-                await self._handle(message_id, fields)
+                await self._handle(consumer, message_id, fields)
             if start in (b"0-0", "0-0") or not messages:
                 return
 
-    async def _handle(self, message_id: Any, fields: Mapping[bytes, bytes] | None) -> None:
-        """Apply and acknowledge. A transient failure leaves the event pending (it is taken over
-        after the claim timeout); one that fails MAX_ATTEMPTS times otherwise is dropped."""
+    async def _handle(self, consumer: str, message_id: Any, fields: Mapping[bytes, bytes] | None) -> bool:
+        """Apply and acknowledge: True when done. An outage is raised (the consumer backs off) and
+        any other failure recorded; either way the event stays pending, taken over after the claim
+        timeout, until it is applied or has failed max_attempts times (then it is dead-lettered)."""
+        if fields is None:  # trimmed from the stream while pending: nothing left to apply
+            log.warning("event %s is no longer in the stream; acknowledging it", message_id)
+            await self._acknowledge(message_id)
+            return True
         try:
-            event = Event.parse(fields or {})
-        except (KeyError, ValueError) as exc:
-            log.error("dropping malformed event %s: %s", message_id, exc)
-        else:
-            try:
-                await self._applier.apply(event)
-            except Exception as exc:
-                if _transient(exc):
-                    raise
-                attempts = self._failures[message_id] = self._failures.get(message_id, 0) + 1
-                if attempts < MAX_ATTEMPTS:
-                    raise
-                log.exception("dropping event %s after %d failed attempts", message_id, attempts)
-            self._failures.pop(message_id, None)
-        await self._redis.xack(self._stream, self._group, message_id)
+            await self._applier.apply(Event.parse(fields))
+        except Exception as exc:
+            if _outage(exc):
+                self._metrics.fanout_failures.labels("outage").inc()
+                raise
+            self._metrics.fanout_failures.labels("error").inc()
+            return await self._failed(consumer, message_id, fields, exc)
+        await self._acknowledge(message_id)
+        return True
+
+    async def _acknowledge(self, message_id: Any) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self._stream, self._group, message_id)
+            pipe.hdel(self._attempts, message_id)
+            await pipe.execute()
+
+    async def _failed(
+        self, consumer: str, message_id: Any, fields: Mapping[bytes, bytes], exc: Exception
+    ) -> bool:
+        attempts = int(await self._redis.hincrby(self._attempts, message_id, 1))
+        reason = _reason(exc)
+        event_type = _text(fields.get(b"type", b"?"))
+        if attempts < self._max_attempts:
+            log.warning(
+                "event %s (%s) failed in group %s, attempt %d of %d, to be retried: %s",
+                _text(message_id),
+                event_type,
+                self._group,
+                attempts,
+                self._max_attempts,
+                reason,
+            )
+            return False
+        letter: list[Any] = [part for field in fields.items() for part in field]
+        letter += ["error", reason, "attempts", attempts, "original_id", message_id]
+        letter += ["group", self._group, "consumer", consumer]
+        moved = await self._dead_letter(
+            keys=[self._stream, self.dead_letter_stream, self._attempts],
+            args=[self._group, message_id, *letter],
+            client=self._redis,
+        )
+        if moved is None:  # another consumer acknowledged it meanwhile
+            return False
+        label = "malformed" if isinstance(exc, MalformedEvent) else event_type
+        self._metrics.fanout_dead_letters.labels(label).inc()
+        log.error(
+            "event %s (%s) moved by group %s to the dead-letter stream %s as %s after %d failed attempts: %s",
+            _text(message_id),
+            event_type,
+            self._group,
+            self.dead_letter_stream,
+            _text(moved),
+            attempts,
+            reason,
+            exc_info=None if isinstance(exc, _EXPLAINED) else exc,
+        )
+        return True
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -336,7 +406,25 @@ class FanoutWorkers:
         self._group_ready = True
 
 
-def _transient(exc: Exception) -> bool:
+# Failures whose message says it all; any other is logged with its traceback when dead-lettered.
+_EXPLAINED = (grpc.aio.AioRpcError, UnknownUser, MalformedEvent)
+
+
+def _outage(exc: Exception) -> bool:
     if isinstance(exc, REDIS_ERRORS):
         return True
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _RETRYABLE_GRPC
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _OUTAGE_GRPC
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, UnknownUser):
+        return f"unknown user: {exc}"
+    if isinstance(exc, MalformedEvent):
+        return f"malformed event: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

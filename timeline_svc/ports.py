@@ -24,11 +24,19 @@ class UserDirectory(Protocol):
         ...
 
 
+class UnknownUser(LookupError):
+    """The graph service has no such user (Chirp deletes no accounts: the ID came from elsewhere)."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"the graph service has no user {user_id}")
+        self.user_id = user_id
+
+
 class FollowGraph(Protocol):
     async def followee_ids(self, user_id: int) -> Collection[int]: ...
 
     def follower_batches(self, user_id: int, batch_size: int) -> AsyncIterator[list[int]]:
-        """Every follower of user_id, in batches; none for an unknown user."""
+        """Every follower of user_id, in batches; raises UnknownUser for an unknown user."""
         ...
 
     async def followers_among(self, user_id: int, candidate_ids: Collection[int]) -> set[int]:

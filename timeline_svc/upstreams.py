@@ -1,7 +1,8 @@
 """The ports of timeline_svc.ports over gRPC: the only module that talks to the other services.
 
-Errors other than an unknown user pass through as grpc.aio.AioRpcError; the server
-interceptor hands their code (UNAVAILABLE, DEADLINE_EXCEEDED, ...) on to our caller.
+An unknown user is None, or UnknownUser for a follower stream; other errors pass through as
+grpc.aio.AioRpcError, and the server interceptor hands their code (UNAVAILABLE, DEADLINE_EXCEEDED,
+...) on to our caller.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from timeline_svc.convert import tweet_from_proto, user_from_proto
 from timeline_svc.models import Tweet, User
+from timeline_svc.ports import UnknownUser
 
 
 class GrpcUserDirectory:
@@ -52,8 +54,9 @@ class GrpcFollowGraph:
             async for reply in self._stub.StreamFollowerIds(request):
                 yield list(reply.follower_ids)
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.NOT_FOUND:
-                raise
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise UnknownUser(user_id) from error
+            raise
 
     async def followers_among(self, user_id: int, candidate_ids: Collection[int]) -> set[int]:
         request = graph_pb2.FilterFollowersRequest(user_id=user_id, candidate_ids=sorted(candidate_ids))

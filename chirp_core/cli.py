@@ -270,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chirp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    from chirp_core.child_process import ServerFailed
     from edge_proxy.envoy_process import EnvoyError
 
     try:
@@ -282,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(_up(settings))
             else:
                 asyncio.run(_serve(settings, args.service, args.port))
-    except (OSError, EnvoyError) as exc:
+    except (OSError, EnvoyError, ServerFailed) as exc:
         # A port taken, a server that would not start: what to fix, not a traceback.
         print(f"chirp: {exc}", file=sys.stderr)
         return 1

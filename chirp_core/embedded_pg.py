@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
+import signal
 import socket
 import stat
 import subprocess
+import time
 import warnings
 from pathlib import Path
+
+from chirp_core.child_process import ServerFailed, die_with_parent
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.
@@ -23,6 +28,9 @@ with warnings.catch_warnings():
     )
 
 log = logging.getLogger("chirp.postgres")
+
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 60.0
 
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 SYSTEM_USER = "embedded_postgres"
@@ -41,6 +49,7 @@ class EmbeddedPostgres:
         self.host = host
         self.port = port or _free_port(host)
         self._user = SYSTEM_USER if os.geteuid() == 0 else None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
@@ -49,7 +58,28 @@ class EmbeddedPostgres:
     def url(self, database: str) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def log_file(self) -> Path:
+        return self.pgdata / "server.log"
+
     def start(self) -> None:
+        """Create the cluster if needed, launch the server and wait until it answers (from a thread
+        other than the event loop's, call prepare() and launch() on the loop's thread and then
+        wait_ready(): see die_with_parent)."""
+        self.prepare()
+        self.launch()
+        self.wait_ready()
+
+    def prepare(self) -> None:
+        """The cluster on first use; a server a killed process left on this directory, stopped."""
         self._prepare_permissions()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("creating a PostgreSQL cluster in %s", self.pgdata)
@@ -64,34 +94,106 @@ class EmbeddedPostgres:
                 "--no-sync",
             )
         self.stop_stale()
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.pgdata),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.pgdata / "server.log"),
-            "-o",
-            f"-h {self.host} -p {self.port} -k '' -c fsync=on -c max_connections=200",
-            "start",
-        )
+
+    def launch(self) -> None:
+        """The postmaster as our own child (not daemonized by pg_ctl), so that we see it die and the
+        kernel stops it if we die (SIGINT: fast shutdown, committed data kept)."""
+        if self.running:
+            return
+        with self.log_file.open("ab") as server_log:
+            self._process = subprocess.Popen(
+                [
+                    str(POSTGRES_BIN_PATH / "postgres"),
+                    "-D",
+                    str(self.pgdata),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    "",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "max_connections=200",
+                ],
+                user=self._user,
+                cwd=self.pgdata,
+                stdin=subprocess.DEVNULL,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves.
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGINT),
+            )
+
+    def wait_ready(self) -> None:
+        """Until the server accepts connections and is the one we started (its data directory is
+        ours): when our port was taken, ours exits and another server may answer."""
+        import psycopg  # local: the tests' fixtures import this module without a server
+
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            if not self.running:
+                code = None if self._process is None else self._process.returncode
+                self._process = None
+                raise ServerFailed(f"PostgreSQL on port {self.port} exited with {code}\n{self._log_tail()}")
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2, autocommit=True) as conn:
+                    row = conn.execute("SHOW data_directory").fetchone()
+                answering = Path(str(row[0]) if row else "").resolve()
+                if answering != self.pgdata:
+                    self.stop()
+                    raise ServerFailed(
+                        f"{self.host}:{self.port} is held by another PostgreSQL (data in {answering}), "
+                        "not the one chirp started: pick another port or stop that server"
+                    )
+                break
+            except psycopg.OperationalError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerFailed(
+                    f"PostgreSQL not ready after {START_TIMEOUT_SECONDS:.0f} s\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
         log.info("PostgreSQL ready on %s:%d", self.host, self.port)
 
     def stop(self) -> None:
-        if (self.pgdata / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", check=False)
-            log.info("PostgreSQL stopped")
+        """Fast shutdown (SIGINT: open transactions roll back, committed data is kept), then wait;
+        SIGKILL as a last resort. A server of an earlier run on our directory is stopped by pg_ctl."""
+        process, self._process = self._process, None
+        if process is None:
+            if (self.pgdata / "postmaster.pid").exists():
+                self._pg_ctl_stop()
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("PostgreSQL did not stop in %.0f s; killing it", STOP_TIMEOUT_SECONDS)
+                process.kill()
+                process.wait()
+        log.info("PostgreSQL stopped")
 
     def stop_stale(self) -> None:
         """Stop a server left running on this data directory by a process that was killed."""
         pid_file = self.pgdata / "postmaster.pid"
-        if pid_file.exists():
+        if pid_file.exists() and not self.running:
             status = self._run("pg_ctl", "-D", str(self.pgdata), "status", check=False)
             if status.returncode == 0:
                 log.warning("stopping a PostgreSQL left running on %s", self.pgdata)
-                self.stop()
+                self._pg_ctl_stop()
+
+    def _pg_ctl_stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", check=False)
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
+        return ""
 
     def create_database(self, name: str) -> str:
         """Create `name` if missing and return its URL."""
@@ -130,11 +232,7 @@ class EmbeddedPostgres:
             start_new_session=True,
         )
         if check and result.returncode != 0:
-            log_tail = ""
-            server_log = self.pgdata / "server.log"
-            if server_log.exists():
-                log_tail = "\n".join(server_log.read_text(errors="replace").splitlines()[-20:])
-            raise RuntimeError(f"{program} failed: {result.stderr.strip()}\n{log_tail}")
+            raise ServerFailed(f"{program} failed: {result.stderr.strip()}\n{self._log_tail()}")
         return result
 
 

@@ -9,9 +9,11 @@ talks to one worker.
 
 Each worker is its own Snowflake node (settings.node_id + index) and serves its metrics, when
 enabled, on settings.metrics_port + index. The supervisor reports a worker that exits on its own
-and starts it again, at most MAX_RESTARTS times within RESTART_WINDOW_SECONDS; past that it stops
-everything and `chirp up` exits non-zero. SIGINT / SIGTERM stop Envoy, the workers (SIGTERM, SIGKILL
-after the shutdown grace plus STOP_MARGIN_SECONDS), then Redis, then PostgreSQL.
+and starts it again after a growing backoff, at most MAX_RESTARTS times within
+RESTART_WINDOW_SECONDS; past that it stops everything and `chirp up` exits non-zero. SIGINT /
+SIGTERM stop Envoy, the workers (SIGTERM, SIGKILL after the shutdown grace plus
+STOP_MARGIN_SECONDS), then Redis, then PostgreSQL. The embedded PostgreSQL and Redis are kept
+running too (chirp_core.keeper), and every server dies with this process (die_with_parent).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+from chirp_core.keeper import BACKOFF_SECONDS
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.processes")
@@ -202,13 +205,14 @@ class Supervisor:
             if self._failed is not None and not self._failed.done():
                 self._failed.set_result(WorkerFailed(worker.index, code, "too many restarts"))
             return
+        delay = BACKOFF_SECONDS[min(len(self._restarts), len(BACKOFF_SECONDS) - 1)]
         self._restarts.append(now)
-        restart = loop.create_task(self._restart(worker.index))
+        restart = loop.create_task(self._restart(worker.index, delay))
         self._pending.add(restart)
         restart.add_done_callback(self._pending.discard)
 
-    async def _restart(self, index: int) -> None:
-        await asyncio.sleep(1.0)
+    async def _restart(self, index: int, delay: float) -> None:
+        await asyncio.sleep(delay)
         if self._stopping:
             return
         self._spawn(index)
@@ -268,7 +272,7 @@ def _announce(line: str) -> None:
 async def run(settings: Settings, processes: int, *, announce: Callable[[str], None] = _announce) -> int:
     """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
     kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
-    from chirp_core.stack import free_port, start_postgres, start_redis
+    from chirp_core.stack import EmbeddedServers, free_port, start_postgres, start_redis
     from edge_proxy.envoy_process import EnvoyProcess
 
     check_shared_ports(settings, processes)
@@ -278,11 +282,12 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     database_url, postgres = await start_postgres(settings)
-    redis_server = None
+    embedded = EmbeddedServers(postgres, None)
     supervisor: Supervisor | None = None
     envoy: EnvoyProcess | None = None
     try:
         redis_url, redis_server = await start_redis(settings)
+        embedded = EmbeddedServers(postgres, redis_server).watch()
         settings = settings.with_changes(
             database_url=database_url,
             redis_url=redis_url,
@@ -315,7 +320,4 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
             await envoy.stop()
         if supervisor is not None:
             await supervisor.stop()
-        if redis_server is not None:
-            await asyncio.to_thread(redis_server.stop)
-        if postgres is not None:
-            await asyncio.to_thread(postgres.stop)
+        await embedded.stop()

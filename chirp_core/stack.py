@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from chirp_core.embedded_pg import EmbeddedPostgres
 from chirp_core.embedded_redis import EmbeddedRedis
 from chirp_core.grpc_server import RunningServer
+from chirp_core.keeper import Keeper, start_server
 from chirp_core.metrics import Metrics, MetricsServer, serve_metrics
 from chirp_core.settings import Settings
 
@@ -38,6 +39,7 @@ class Stack:
     # One registry for the three services of this process, served when settings.metrics_port is set.
     metrics: Metrics = field(default_factory=Metrics)
     metrics_server: MetricsServer | None = None
+    embedded: EmbeddedServers | None = None
 
     def address(self, service: str) -> str:
         return f"{self.settings.host}:{self.servers[service].port}"
@@ -53,12 +55,10 @@ class Stack:
             self.metrics_server = None
         for name in reversed(list(self.servers)):
             await _bounded(self.servers.pop(name).stop(self.settings.shutdown_grace_seconds), bound, name)
-        if self.redis is not None:
-            await asyncio.to_thread(self.redis.stop)
-            self.redis = None
-        if self.postgres is not None:
-            await asyncio.to_thread(self.postgres.stop)
-            self.postgres = None
+        if self.embedded is None:
+            self.embedded = EmbeddedServers(self.postgres, self.redis)
+        await self.embedded.stop()
+        self.redis = self.postgres = self.embedded = None
 
 
 async def _bounded(step: Awaitable[None], seconds: float, what: str) -> None:
@@ -89,8 +89,13 @@ async def start_postgres(settings: Settings) -> tuple[str, EmbeddedPostgres | No
     if settings.database_url:
         return settings.database_url, None
     postgres = EmbeddedPostgres(settings.data_dir, port=settings.embedded_postgres_port, host=settings.host)
-    await asyncio.to_thread(postgres.start)
-    url = await asyncio.to_thread(postgres.create_database, EMBEDDED_DATABASE)
+    await asyncio.to_thread(postgres.prepare)
+    await start_server(postgres)
+    try:
+        url = await asyncio.to_thread(postgres.create_database, EMBEDDED_DATABASE)
+    except BaseException:
+        await asyncio.to_thread(postgres.stop)
+        raise
     return url, postgres
 
 
@@ -98,8 +103,35 @@ async def start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     if settings.redis_url:
         return settings.redis_url, None
     redis = EmbeddedRedis(settings.data_dir, port=settings.embedded_redis_port, host=settings.host)
-    await asyncio.to_thread(redis.start)
+    await start_server(redis)
     return redis.url, redis
+
+
+class EmbeddedServers:
+    """The embedded PostgreSQL and Redis a stack started (None: an external one): watch() keeps
+    each running (a Keeper); stop() stops watching, then Redis, then PostgreSQL."""
+
+    def __init__(self, postgres: EmbeddedPostgres | None, redis: EmbeddedRedis | None) -> None:
+        self.postgres = postgres
+        self.redis = redis
+        self.keepers = [
+            Keeper(name, server)
+            for name, server in (("PostgreSQL", postgres), ("Redis", redis))
+            if server is not None
+        ]
+
+    def watch(self) -> EmbeddedServers:
+        for keeper in self.keepers:
+            keeper.start()
+        return self
+
+    async def stop(self) -> None:
+        for keeper in self.keepers:
+            await keeper.stop()
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
 
 
 async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy: bool = True) -> Stack:
@@ -116,6 +148,7 @@ async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy:
     stack = Stack(settings, database_url, "", postgres=postgres)
     try:
         stack.redis_url, stack.redis = await start_redis(settings)
+        stack.embedded = EmbeddedServers(stack.postgres, stack.redis).watch()
         settings = stack.settings = settings.with_changes(
             database_url=database_url, redis_url=stack.redis_url
         )

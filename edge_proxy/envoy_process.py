@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import shutil
 import signal
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from chirp_core.child_process import die_with_parent
 from chirp_core.settings import Settings
 from edge_proxy.envoy_config import EnvoyOptions, envoy_bootstrap, render
 from edge_proxy.http_rules import descriptor_set
@@ -74,13 +73,6 @@ def _admin_url(admin_path: Path) -> str:
     except FileNotFoundError:
         return ""
     return f"http://{address}" if address else ""
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent process dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class EnvoyProcess:
@@ -150,7 +142,7 @@ class EnvoyProcess:
             "--drain-time-s",
             "1",
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
         try:
             await self._wait_ready(admin_path)

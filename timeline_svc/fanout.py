@@ -237,6 +237,7 @@ class FanoutWorkers:
         claim_idle_seconds: float,
         max_attempts: int = 5,
         metrics: Metrics | None = None,
+        consumer_prefix: str = "",
     ) -> None:
         self._redis = client
         self._applier = applier
@@ -255,7 +256,10 @@ class FanoutWorkers:
         self._claim_idle_ms = max(1, int(claim_idle_seconds * 1000))
         self._claim_every = max(0.05, claim_idle_seconds / 2)
         self._tasks: list[asyncio.Task[None]] = []
-        self._prefix = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # A prefix that names the process across its restarts (its Snowflake node) lets a restarted
+        # process finish the events it had read before it died at once, not after the claim timeout.
+        self._resume = bool(consumer_prefix)
+        self._prefix = consumer_prefix or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._group_ready = False
         self._stopping = False
 
@@ -274,9 +278,13 @@ class FanoutWorkers:
         """Read, apply, acknowledge; now and then take over what a dead consumer left."""
         backoff = 0.05
         next_claim = time.monotonic() + self._claim_every
+        resume = self._resume
         while not self._stopping:
             try:
                 await self.ensure_group()
+                if resume:
+                    await self.resume_own(consumer)
+                    resume = False
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + self._claim_every
                     await self._claim(consumer)
@@ -314,6 +322,22 @@ class FanoutWorkers:
             for message_id, fields in messages:
                 done += await self._handle(consumer, message_id, fields)
         return done
+
+    async def resume_own(self, consumer: str) -> int:
+        """Handle the events still pending for `consumer` (read by an earlier run of this process
+        that died before acknowledging them); how many were done with."""
+        done, start = 0, "0"
+        while True:
+            reply: Any = await self._redis.xreadgroup(
+                self._group, consumer, {self._stream: start}, count=READ_COUNT
+            )
+            messages = reply[0][1] if reply else []
+            if not messages:
+                return done
+            for message_id, fields in messages:
+                log.info("%s resumes event %s", consumer, message_id)
+                done += await self._handle(consumer, message_id, fields or None)
+                start = message_id
 
     async def _claim(self, consumer: str) -> None:
         start = "0-0"

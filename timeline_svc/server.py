@@ -4,6 +4,7 @@ Redis store, the tweet cache, the live feed and the fan-out workers."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -95,6 +96,7 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
                 claim_idle_seconds=settings.fanout_claim_idle_seconds,
                 max_attempts=settings.fanout_max_attempts,
                 metrics=metrics,
+                consumer_prefix=f"{socket.gethostname()}-node{settings.node_id}",
             )
             workers.start()
             closers.append(workers.stop)

@@ -1,5 +1,11 @@
 """gRPC plumbing shared by every service: the caller's identity, request context,
-the one place domain errors become gRPC status, and deadline propagation downstream."""
+the one place domain errors become gRPC status (and are logged), and deadline propagation
+downstream.
+
+Logging: a client's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) is logged once,
+at INFO and with no traceback, by the service the client called. Calls between services log such
+errors at DEBUG on both sides (the caller handles them or passes them on). An outage is a WARNING;
+only a server fault (an unexpected exception) is logged at ERROR, with its traceback."""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -19,9 +27,28 @@ from chirp_core.errors import ChirpError, InvalidArgument, Unauthenticated
 
 USER_ID_HEADER = "x-chirp-user-id"
 REQUEST_ID_HEADER = "x-request-id"
+# Set on every call one service makes to another (downstream_channel): a client error such a call
+# gets was the caller's to handle or report, so the callee logs it at DEBUG only.
+INTERNAL_CALL_HEADER = "x-chirp-internal-call"
 ERROR_DOMAIN = "chirp.dev"
 
 log = logging.getLogger("chirp.rpc")
+
+# Codes that say the caller asked for something wrong, not that a server failed.
+CLIENT_ERROR_CODES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Absolute time.monotonic() by which the current incoming RPC must be answered; None = no deadline.
@@ -80,19 +107,92 @@ class ServerInterceptor(_ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        deserializer = _Lenient(handler.request_deserializer) if handler.request_deserializer else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(method, cast(Any, handler.unary_stream)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class Undecodable:
+    """A request whose bytes are not its message (e.g. a string field that is not UTF-8, which
+    Envoy's transcoder passes on from a query string): the handler answers INVALID_ARGUMENT instead
+    of gRPC answering UNKNOWN."""
+
+    def __init__(self, error: InvalidArgument) -> None:
+        self.error = error
+
+
+class _Lenient:
+    """A request deserializer that returns Undecodable where the original raises DecodeError."""
+
+    def __init__(self, deserializer: Callable[[bytes], Any]) -> None:
+        self._deserializer = deserializer
+        self._descriptor: Descriptor | None = getattr(
+            getattr(deserializer, "__self__", None), "DESCRIPTOR", None
+        )
+
+    def __call__(self, data: bytes) -> Any:
+        try:
+            return self._deserializer(data)
+        except DecodeError as exc:
+            field = _non_utf8_field(self._descriptor, data) if self._descriptor is not None else None
+            if field is not None:
+                return Undecodable(InvalidArgument(field, "is not valid UTF-8"))
+            return Undecodable(InvalidArgument("request", f"cannot be decoded: {exc}"))
+
+
+def _non_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str | None:
+    """The path of the first string field in `data` (wire format) that is not UTF-8, or None."""
+    position = 0
+    try:
+        while position < len(data):
+            key, position = _varint(data, position)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                _, position = _varint(data, position)
+            elif wire_type in (1, 5):
+                position += 8 if wire_type == 1 else 4
+            elif wire_type == 2:
+                length, position = _varint(data, position)
+                chunk, position = data[position : position + length], position + length
+                field = descriptor.fields_by_number.get(number)
+                if field is None:
+                    continue
+                if field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        chunk.decode()
+                    except UnicodeDecodeError:
+                        return prefix + field.name
+                elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
+                    inner = _non_utf8_field(field.message_type, chunk, f"{prefix}{field.name}.")
+                    if inner is not None:
+                        return inner
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, position
 
 
 def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -107,12 +207,17 @@ def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> None:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException) -> None:
     if isinstance(exc, ChirpError):
-        log.info("%s -> %s %s", method, exc.code, exc.message)
         status = to_status(exc)
+        level = logging.WARNING
+        if status.code in CLIENT_ERROR_CODES:
+            level = logging.DEBUG if _is_internal(context) else logging.INFO
+        log.log(level, "%s -> %s %s", method, exc.code, exc.message)
         await context.abort(status.code, status.details, status.trailing_metadata)
     if isinstance(exc, grpc.aio.AioRpcError):
-        # A downstream service failed: pass its code on, so an outage reads as UNAVAILABLE.
-        log.warning("%s -> downstream %s: %s", method, exc.code().name, exc.details())
+        # A downstream service failed: pass its code on, so an outage reads as UNAVAILABLE. A
+        # client's mistake was logged by the service that found it.
+        level = logging.DEBUG if exc.code() in CLIENT_ERROR_CODES else logging.WARNING
+        log.log(level, "%s -> downstream %s: %s", method, exc.code().name, exc.details())
         await context.abort(exc.code(), exc.details() or "", cast(Any, exc.trailing_metadata() or ()))
     if isinstance(exc, NotImplementedError):  # what the generated base servicers raise
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
@@ -120,10 +225,16 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: 
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
+def _is_internal(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
+    return any(key == INTERNAL_CALL_HEADER for key, _ in context.invocation_metadata() or ())
+
+
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         _enter(context)
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             return await behaviour(request, context)
         except grpc.aio.AbortError:
             raise
@@ -139,6 +250,8 @@ def _wrap_stream(
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _enter(context)
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             async for response in behaviour(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -157,6 +270,8 @@ def _outgoing(details: grpc.aio.ClientCallDetails, default_timeout: float) -> gr
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     if REQUEST_ID_HEADER not in metadata:
         metadata.add(REQUEST_ID_HEADER, request_id_var.get())
+    if INTERNAL_CALL_HEADER not in metadata:
+        metadata.add(INTERNAL_CALL_HEADER, "1")
     return grpc.aio.ClientCallDetails(
         details.method, timeout, metadata, details.credentials, details.wait_for_ready
     )

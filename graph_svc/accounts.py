@@ -76,6 +76,8 @@ class AccountService:
         name = _display_name(display_name, handle)
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise InvalidArgument("password", f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        if any(unicodedata.category(char) == "Cc" for char in password):
+            raise InvalidArgument("password", "must not contain control characters")
         password_hash = await self._passwords.hash(password)
         return await self._storage.insert_user(self._ids.next_id(), key, name, password_hash)
 

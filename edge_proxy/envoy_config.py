@@ -50,6 +50,9 @@ MEDIA_PREFIX = "/media/"
 # The built web app Envoy serves at / (clients/web builds into it), and its largest file.
 WEB_ROOT = Path(__file__).with_name("webapp")
 MAX_WEB_FILE_BYTES = 8 * 1024 * 1024
+# The OpenAPI document of the REST API (edge_proxy.openapi; scripts/protos.py generates the file).
+OPENAPI_PATH = "/openapi.json"
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 # Calls that need no bearer token: sign-up and log-in.
 PUBLIC_RPCS = SIGN_IN_RPCS
 # Response headers no REST client should see. The router and the rate-limit filter are also told
@@ -65,6 +68,20 @@ HIDDEN_RESPONSE_HEADERS = (
 )
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+HEADER_CHECK = "envoy.filters.http.lua"
+# Header values hold visible ASCII, spaces and tabs, and a request ID visible ASCII only: the
+# services get headers as gRPC metadata, which holds no more (and tags log lines with the ID).
+# Envoy's codec already refuses NUL, CR and LF; anything else is 400 here, before any service.
+HEADER_CHECK_LUA = """\
+function envoy_on_request(handle)
+  for name, value in pairs(handle:headers()) do
+    if string.find(value, "[^\\t -~]") or (name == "x-request-id" and string.find(value, "[^!-~]")) then
+      handle:respond({[":status"] = "400"}, "header " .. name .. ": only printable ASCII is allowed")
+      return
+    end
+  end
+end
+"""
 # gRPC code Envoy's own error answers carry, by their HTTP status (the inverse of the transcoder's
 # mapping; 405 and 413 have no gRPC twin and are read as UNIMPLEMENTED / RESOURCE_EXHAUSTED).
 LOCAL_REPLY_CODES: Mapping[int, tuple[int, str]] = {
@@ -107,12 +124,17 @@ class EnvoyOptions:
     max_body_bytes: int = 64 * 1024
     upstream_timeout_seconds: float = 10.0
     stream_idle_timeout_seconds: float = 300.0
+    request_headers_timeout_seconds: float = 10.0
+    request_timeout_seconds: float = 60.0
+    idle_timeout_seconds: float = 300.0
     health_check_interval_seconds: float = 5.0
     # Empty: Envoy's standard output.
     access_log_path: str = ""
     max_connections: int = 50_000
     # The built web app served at / (empty: none).
     web_root: str = ""
+    # The OpenAPI document served at OPENAPI_PATH (empty: none).
+    openapi_file: str = ""
     media_cache_bytes: int = 1024 * 1024 * 1024
     media_cache_dir: str = "/var/cache/chirp/media"
 
@@ -137,10 +159,14 @@ class EnvoyOptions:
             max_body_bytes=settings.max_body_bytes,
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
+            request_headers_timeout_seconds=settings.envoy_request_headers_timeout_seconds,
+            request_timeout_seconds=settings.envoy_request_timeout_seconds,
+            idle_timeout_seconds=settings.envoy_idle_timeout_seconds,
             health_check_interval_seconds=settings.envoy_health_check_seconds,
             access_log_path=settings.envoy_access_log,
             media_cache_bytes=settings.media_cache_bytes,
             web_root=_web_root(settings.web_root),
+            openapi_file=str(OPENAPI_FILE) if OPENAPI_FILE.is_file() else "",
             media_cache_dir=str(Path(run_dir or settings.data_dir / "envoy") / "media-cache"),
         )
 
@@ -163,6 +189,7 @@ def production_options() -> EnvoyOptions:
             Upstream("timeline", (("timeline", 50053),)),
             Upstream(EDGE_CLUSTER, (("edge", 50054),)),
         ),
+        openapi_file="/etc/chirp/openapi.json",
     )
 
 
@@ -321,7 +348,13 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
     # Envoy answers alone: what a request costs with no upstream (the benchmark's ceiling).
     ping = {"path": PING_PATH, "headers": _method_is("GET")}
     table.append(_direct("ping", ping, 200, {"inline_string": "{}"}, {"content-type": "application/json"}))
-    for name, path in (("healthz", HEALTH_PATH), ("ping", PING_PATH)):
+    get_only = [("healthz", HEALTH_PATH), ("ping", PING_PATH)]
+    if options.openapi_file:
+        openapi = {"path": OPENAPI_PATH, "headers": _method_is("GET")}
+        headers = {"content-type": "application/json", "cache-control": "no-cache"}
+        table.append(_direct("openapi", openapi, 200, {"filename": options.openapi_file}, headers))
+        get_only.append(("openapi", OPENAPI_PATH))
+    for name, path in get_only:
         table.append(
             _status_route(f"{name}-wrong-method", {"path": path}, 405, "allowed: GET", {"allow": "GET"})
         )
@@ -360,6 +393,13 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
             },
         },
         {
+            "name": HEADER_CHECK,
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua",
+                "default_source_code": {"inline_string": HEADER_CHECK_LUA},
+            },
+        },
+        {
             "name": "envoy.filters.http.health_check",
             "typed_config": {
                 "@type": TYPE + "envoy.extensions.filters.http.health_check.v3.HealthCheck",
@@ -395,8 +435,10 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
                 "typed_config": {
                     "@type": TYPE + "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
                     "domain": DOMAIN,
-                    "timeout": "1s",
-                    # Fail open: the rate-limit service (or its Redis) down lets traffic through.
+                    # Fail open: the rate-limit service (or its Redis) down or slow lets traffic
+                    # through. Its Redis calls give up after settings.redis_timeout_ms, so this
+                    # bound only matters when the service itself stalls; it must stay small.
+                    "timeout": "0.1s",
                     "failure_mode_deny": False,
                     "enable_x_ratelimit_headers": "OFF",
                     "disable_x_envoy_ratelimited_header": True,
@@ -560,9 +602,13 @@ def http_connection_manager(options: EnvoyOptions) -> dict[str, Any]:
         "preserve_external_request_id": True,
         "always_set_request_id_in_response": True,
         "stream_idle_timeout": _duration(options.stream_idle_timeout_seconds),
-        "request_headers_timeout": "10s",
+        # Slow clients are cut off (408): the request's headers, and the whole request, must arrive
+        # within these. request_timeout ends with the request's last byte, so a live stream's
+        # response runs on (its route turns the stream idle timeout off).
+        "request_headers_timeout": _duration(options.request_headers_timeout_seconds),
+        "request_timeout": _duration(options.request_timeout_seconds),
         "common_http_protocol_options": {
-            "idle_timeout": "300s",
+            "idle_timeout": _duration(options.idle_timeout_seconds),
             "headers_with_underscores_action": "REJECT_REQUEST",
         },
         "local_reply_config": local_reply_config(),
@@ -672,6 +718,7 @@ PRODUCTION_HEADER = """\
 #
 # Needs, beside this file:
 #   /etc/chirp/chirp.pb   the descriptor set: `chirp envoy-config --descriptor chirp.pb`
+#   /etc/chirp/openapi.json   the REST API's OpenAPI document, edge_proxy/openapi.json
 #   hosts graph, tweets, timeline and edge (`chirp serve NAME`; see deploy/docker-compose.yml)
 """
 

@@ -25,6 +25,7 @@ ENVOY_YAML = ROOT / "edge_proxy" / "envoy.yaml"
 COMPOSE_YAML = ROOT / "deploy" / "docker-compose.yml"
 FILTER_ORDER = [
     "envoy.filters.http.header_mutation",
+    "envoy.filters.http.lua",
     "envoy.filters.http.health_check",
     "envoy.filters.http.grpc_web",
     "envoy.filters.http.ext_authz",
@@ -244,6 +245,14 @@ def test_grpc_routes_are_the_rest_rpcs_by_their_grpc_path(
     for name, route in grpc.items():
         assert route["match"]["path"] == "/" + name
         assert route["route"]["cluster"] == CLUSTER_OF_SERVICE[name.split("/")[0]]
+
+
+def test_slow_clients_are_bounded(manager: dict[str, Any]) -> None:
+    """Production keeps the settings' defaults: headers within 10 s, the whole request within 60 s,
+    an idle connection closed after 300 s."""
+    assert manager["request_headers_timeout"] == "10s"
+    assert manager["request_timeout"] == "60s"
+    assert manager["common_http_protocol_options"]["idle_timeout"] == "300s"
 
 
 def test_filters(manager: dict[str, Any], filters: dict[str, dict[str, Any]], envoy: dict[str, Any]) -> None:

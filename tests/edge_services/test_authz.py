@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from google.rpc import code_pb2
 
@@ -142,6 +144,10 @@ async def test_redis_down_falls_through_to_the_user_service(
         forged = await edge.authorization.Check(check_request("GET", "/timeline", bearer("not-a-token")))
     finally:
         embedded_redis.start()
+        # The next test finds Redis in use again: after the breaker's open period, one call (its
+        # trial) reaches the restarted Redis and closes it.
+        await asyncio.sleep(edge.settings.redis_breaker_open_seconds)
+        await edge.authorization.Check(check_request("GET", "/timeline", bearer(token)))
 
     assert upstream_headers(response, {})["x-chirp-user-id"] == str(user_id)
     assert forged.denied_response.status.code == 401

@@ -166,7 +166,7 @@ class EmbeddedRedis:
                 if self._process.poll() is not None:
                     code = self._process.returncode
                     tail = self._log_tail()
-                    raise ServerFailed(f"redis-server on port {self.port} exited with {code}\n{tail}")
+                    raise ServerFailed(f"redis-server on {self.host}:{self.port} exited with {code}\n{tail}")
                 try:
                     if client.ping():
                         self._check_ours(client)

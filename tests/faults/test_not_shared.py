@@ -39,7 +39,9 @@ def test_a_redis_port_held_by_another_redis_is_refused(tmp_path: Path) -> None:
     other.start()
     try:
         output = chirp_up_fails(tmp_path / "data", "--redis-port", str(other.port))
-        assert f"127.0.0.1:{other.port}" in output and "another Redis" in output, output
+        # Ours either fails to bind, or the other server answers first and is found out.
+        assert f"127.0.0.1:{other.port}" in output, output
+        assert "another Redis" in output or "Address already in use" in output, output
         import redis
 
         with redis.Redis(port=other.port) as client:

@@ -62,7 +62,7 @@ def open_redis(url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> redi
 def open_request_redis(url: str, settings: Settings) -> GuardedRedis:
     """The request path's client: a deadline per command and a circuit breaker (module doc)."""
     deadline = settings.redis_timeout_ms / 1000
-    breaker = CircuitBreaker(settings.redis_breaker_open_seconds, name=url)
+    breaker = shared_breaker(url, settings.redis_breaker_open_seconds)
     pool = redis.asyncio.ConnectionPool.from_url(
         url,
         socket_timeout=deadline,
@@ -73,6 +73,19 @@ def open_request_redis(url: str, settings: Settings) -> GuardedRedis:
     client = GuardedRedis(breaker, deadline, connection_pool=pool)
     client.auto_close_connection_pool = True  # the client owns its pool, as from_url's does
     return client
+
+
+_breakers: dict[tuple[str, float], CircuitBreaker] = {}
+
+
+def shared_breaker(url: str, open_seconds: float) -> CircuitBreaker:
+    """One breaker per Redis in a process: the services of one process (all of them, under `chirp
+    up`) learn together that Redis is down, and send it one trial call per open period, not one
+    each; a request that uses Redis in several services then waits for at most one deadline."""
+    key = (url, open_seconds)
+    if key not in _breakers:
+        _breakers[key] = CircuitBreaker(open_seconds, name=url)
+    return _breakers[key]
 
 
 def _reconnect_once() -> Retry:

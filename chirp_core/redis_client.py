@@ -96,7 +96,8 @@ def _reconnect_once() -> Retry:
 
 class CircuitBreaker:
     """Closed: calls go through. A failure opens it for `open_seconds`, when calls are refused;
-    then it is half-open: one trial call goes through, the others are refused until it ends."""
+    then it is half-open: one trial call goes through, the others are refused until it ends. A
+    timeout counts as a failure only when no other call was answered meanwhile (_timed_out)."""
 
     def __init__(
         self, open_seconds: float, *, name: str = "redis", clock: Callable[[], float] = time.monotonic
@@ -106,6 +107,7 @@ class CircuitBreaker:
         self._clock = clock
         self._open_until: float | None = None  # None: closed
         self._trial_running = False
+        self._last_answer = float("-inf")  # when a call last succeeded
 
     @property
     def closed(self) -> bool:
@@ -145,13 +147,17 @@ class CircuitBreaker:
         if not self.admit():
             raise RedisUnavailable(f"Redis at {self._name} failed a moment ago; not calling it")
         token = _guarded.set(True)
+        started = self._clock()
         try:
             async with asyncio.timeout(deadline):
                 result = await make()
         except TimeoutError as exc:  # asyncio's; redis-py's own is a RedisError
-            self.failed(exc)
+            self._timed_out(exc, started)
             message = f"Redis at {self._name} did not answer within {deadline * 1000:.0f} ms"
             raise redis.TimeoutError(message) from exc
+        except redis.TimeoutError as exc:
+            self._timed_out(exc, started)
+            raise
         except _OUTAGES as exc:
             self.failed(exc)
             raise
@@ -161,8 +167,18 @@ class CircuitBreaker:
             raise
         finally:
             _guarded.reset(token)
+        self._last_answer = self._clock()
         self.succeeded()
         return result
+
+    def _timed_out(self, error: BaseException, started: float) -> None:
+        """A timeout opens the breaker only when no call was answered since this one began. When
+        others were, Redis is alive and the wait was ours (an event loop too busy to read the
+        reply in time, under load): this call falls back, the others keep using Redis."""
+        if self._trial_running or self._last_answer < started:
+            self.failed(error)
+        else:
+            self._trial_running = False
 
 
 class GuardedRedis(redis.asyncio.Redis):

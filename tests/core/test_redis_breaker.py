@@ -129,3 +129,30 @@ async def test_an_error_reply_is_an_answer_not_an_outage(client: GuardedRedis) -
     with pytest.raises(redis.ResponseError):
         await client.incr("text")
     assert client.breaker.closed
+
+
+async def test_a_slow_call_while_redis_answers_others_does_not_open_the_breaker(
+    client: GuardedRedis,
+) -> None:
+    """Under load a reply can miss the deadline because our event loop was busy, not Redis: while
+    other calls are answered, one late call falls back alone and Redis stays in use."""
+    await client.delete("nothing-here")
+
+    async def slow() -> Any:
+        return await client.blpop(["nothing-here"], timeout=1)  # Redis holds it for a second
+
+    async def answered_meanwhile() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.005)
+            assert await client.ping()
+
+    slow_call = asyncio.ensure_future(timed(slow, redis.TimeoutError))
+    await answered_meanwhile()
+    assert await slow_call < TIMED_OUT_WITHIN
+    assert client.breaker.closed
+    assert await client.set("after", "1")  # not refused
+
+    # With nothing answered while it waited, the same timeout opens it.
+    await timed(slow, redis.TimeoutError)
+    assert not client.breaker.closed
+    await timed(lambda: client.get("after"), RedisUnavailable)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import per_core
+from bench.costs import per_core
 
 DAU = 20_000_000
 PEAK_USERS = (2_000_000, 4_000_000)

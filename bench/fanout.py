@@ -39,13 +39,13 @@ from bench.loader import load, password_hash
 from bench.stats import summarize
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
+from chirp_app.stack import start_stack
 from chirp_core.redis_client import open_redis
 from chirp_core.rpc import USER_ID_HEADER
 from chirp_core.settings import Settings
 from chirp_core.snowflake import lowest_id_at, timestamp_of
-from chirp_core.stack import start_stack
 from timeline_svc.models import Entry
-from timeline_svc.store import TimelineStore
+from timeline_svc.storage import TimelineStore
 
 BASE_ID = 10**12  # bulk-loaded users: far below every Snowflake ID
 AUTHOR = BASE_ID

@@ -36,7 +36,7 @@ from bench.stats import summarize
 
 READS_ONLY = Mix(1.0, 0.0, 0.0)
 TWEETS_ONLY = Mix(0.0, 1.0, 0.0)
-# Keys kept per warm reader, besides the shared tweet cache (timeline_svc/store.py).
+# Keys kept per warm reader, besides the shared tweet cache (timeline_svc/storage.py).
 WARM_READER_FAMILIES = ("tl", "fl", "fv")
 TWEET_CACHE_FAMILY = "tw"
 FIRST_READ_CONCURRENCY = 4

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import PATHS, ceiling_throughput
+from bench.costs import PATHS
+from bench.report import ceiling_throughput
 
 FILES = ("latency_by_mode.png", "throughput_by_mode.png", "fanout_lag.png")
 

@@ -9,12 +9,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import capacity
+from bench.costs import PATHS, per, per_core
 from bench.stats import ratio
 
-PATHS = (("rest", "REST"), ("grpc", "gRPC"))
-# Groups of processes whose CPU each phase measures (bench.cpu): "stack" is the Python worker
-# processes (the services and the auth service), "load" the load generator.
-CPU_PARTS = ("envoy", "stack", "redis", "postgres", "load")
 PART_LABELS = {
     "envoy": "Envoy",
     "stack": "Python workers",
@@ -55,53 +53,7 @@ def ceiling_throughput(results: dict[str, Any], path: str) -> float | None:
     return _ceiling_op(results, path).get("throughput")
 
 
-def per_core(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per mode: CPU milliseconds per request of each component (Envoy, the Python worker
-    processes, Redis, PostgreSQL, the load generator), and requests per CPU-second of the Python
-    workers, over the mixed runs and the tweets-only burst. All the mixed runs' CPU is charged to
-    their requests (95% of them reads)."""
-    figures: dict[str, dict[str, Any]] = {}
-    for name, mode in results.get("modes", {}).items():
-        entry: dict[str, Any] = {}
-        for path, _ in PATHS:
-            run = mode.get(path)
-            if not run:
-                continue
-            requests = sum(op["count"] for op in run["ops"].values())
-            window = run["window_seconds"]
-            cpu = run.get("cpu_seconds", {})
-            entry[path] = {
-                "requests": requests,
-                "requests_per_second": requests / window if window else None,
-                **{f"{part}_cpu_ms_per_request": _per(cpu.get(part), requests, 1000) for part in CPU_PARTS},
-                "requests_per_stack_cpu_second": _per(requests, cpu.get("stack")),
-            }
-        writes = mode.get("writes")
-        if writes:
-            tweets = writes["ops"].get("tweet", {}).get("count", 0)
-            cpu = {
-                part: writes["cpu_seconds"].get(part, 0) + writes.get("tail_cpu_seconds", {}).get(part, 0)
-                for part in ("stack", "postgres", "redis")
-            }
-            entry["writes"] = {
-                "tweets": tweets,
-                "tweets_per_second": writes["ops"].get("tweet", {}).get("throughput"),
-                **{f"{part}_cpu_ms_per_tweet": _per(cpu[part], tweets, 1000) for part in cpu},
-                "timelines_written_per_tweet": _per(writes.get("timelines_written"), tweets),
-            }
-        figures[name] = entry
-    return figures
-
-
-def _per(amount: float | None, count: float | None, scale: float = 1.0) -> float | None:
-    if amount is None or not count:
-        return None
-    return amount * scale / count
-
-
 def markdown(results: dict[str, Any], command: str) -> str:
-    from bench import capacity
-
     sections = (
         _header, _summary, _reads, _writes, _state, _ratios, _ceiling, _speedup, _capacity, capacity.markdown,
     )  # fmt: skip
@@ -443,7 +395,7 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
                     num(op["p50"]),
                     num(op["p99"]),
                     str(op["errors"]),
-                    *(num(_per(cpu.get(part), requests, 1000), 3) for part in ("envoy", "stack", "load")),
+                    *(num(per(cpu.get(part), requests, 1000), 3) for part in ("envoy", "stack", "load")),
                 ]
             )
     header = [
@@ -477,7 +429,7 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
         run = speed["runs"][str(count)]
         op = run["ops"]["timeline_read"]
         cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
-        cores = [_per(cpu.get(part), window) for part in ("envoy", "stack", "postgres", "redis", "load")]
+        cores = [per(cpu.get(part), window) for part in ("envoy", "stack", "postgres", "redis", "load")]
         rows.append(
             [
                 str(count),
@@ -610,8 +562,6 @@ def capacity_inputs(results: dict[str, Any]) -> list[str]:
 def write(results: dict[str, Any], out: Path, command: str) -> str:
     """Write results.json and results.md into `out`; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    from bench import capacity
-
     results["command"] = command
     results["per_core"] = per_core(results)
     results["capacity"] = capacity.model(results)

@@ -23,11 +23,11 @@ import psycopg
 import redis
 
 from bench.cpu import pid_from_file, with_children
-from chirp_core.embedded_pg import EmbeddedPostgres
-from chirp_core.embedded_redis import EmbeddedRedis
-from chirp_core.processes import Supervisor
+from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.envoy_process import EnvoyProcess
+from chirp_app.processes import Supervisor
 from chirp_core.settings import Settings
-from edge_proxy.envoy_process import EnvoyProcess
 
 BASE_DATABASE = "bench_base"
 

@@ -1,1 +1,2 @@
-"""What the three Chirp services share: settings, errors, gRPC plumbing, PostgreSQL, IDs, paging."""
+"""What every Chirp service uses, importing none of them: settings, errors, gRPC plumbing,
+PostgreSQL and Redis connections, the outbox, metrics, logging, IDs, paging."""

@@ -10,14 +10,15 @@ only a server fault (an unexpected exception) is logged at ERROR, with its trace
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -81,6 +82,17 @@ def to_status(error: ChirpError) -> grpc.Status:
     status = status_pb2.Status(code=getattr(code_pb2, error.code), message=error.message, details=packed)
     result: grpc.Status = rpc_status.to_status(status)
     return result
+
+
+def status_body(code: int, message: str, reason: str, metadata: Mapping[str, str] | None = None) -> str:
+    """A google.rpc.Status as compact JSON with one ErrorInfo: the error body of the HTTP servers
+    Envoy calls (ext_authz, the rate-limit service, the local media store)."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})))
+    status = status_pb2.Status(code=code, message=message, details=[info])
+    body: dict[str, Any] = json_format.MessageToDict(status, preserving_proto_field_name=True)
+    body.setdefault("code", code)
+    return json.dumps(body, separators=(",", ":"))
 
 
 if TYPE_CHECKING:

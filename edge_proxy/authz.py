@@ -8,7 +8,6 @@ allowed request goes upstream with x-chirp-user-id set to that user, whatever th
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -18,12 +17,12 @@ from typing import Any
 
 import grpc
 import redis.asyncio
-from google.protobuf import any_pb2, json_format, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chirp.users.v1 import users_pb2, users_pb2_grpc
-from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
+from chirp_core.rpc import USER_ID_HEADER, status_body
 from chirp_envoy_api.envoy.config.core.v3 import base_pb2
 from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from chirp_envoy_api.envoy.type.v3 import http_status_pb2
@@ -38,16 +37,6 @@ CACHE_PREFIX = "chirp:auth:"
 # RFC 6750 section 2.1: "Bearer" (any case), one space, a b64token.
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _ERRORS_TO_CATCH = (redis.RedisError, OSError)
-
-
-def status_body(code: int, message: str, reason: str, metadata: Mapping[str, str] | None = None) -> str:
-    """A google.rpc.Status as compact JSON with one ErrorInfo: the error body both gateways send."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})))
-    status = status_pb2.Status(code=code, message=message, details=[info])
-    body: dict[str, Any] = json_format.MessageToDict(status, preserving_proto_field_name=True)
-    body.setdefault("code", code)
-    return json.dumps(body, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

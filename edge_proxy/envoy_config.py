@@ -4,7 +4,7 @@ public route table, its per-route auth and rate-limit policy, and the filters in
     config = envoy_bootstrap(EnvoyOptions.from_settings(settings, descriptor_path))
     yaml_text = render(config)
 
-`chirp up` writes it at each start (edge_proxy.envoy_process); `chirp envoy-config` prints the
+`chirp up` writes it at each start (chirp_app.envoy_process); `chirp envoy-config` prints the
 production form (hosts graph, tweets, timeline, edge by DNS), which is edge_proxy/envoy.yaml.
 
 A request passes: header_mutation (on the way out: drops grpc-* and x-envoy-* headers) -> health

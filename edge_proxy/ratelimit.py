@@ -21,9 +21,9 @@ import redis.asyncio
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 
+from chirp_core.rpc import status_body
 from chirp_envoy_api.envoy.config.core.v3 import base_pb2
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from edge_proxy.authz import status_body
 from edge_proxy.limits import Descriptor, Limit, RateLimitConfig, Window, judge
 
 log = logging.getLogger("chirp.edge.ratelimit")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# A keyset position in a list of edges, newest first: (edge created_at, the other user's ID).
+Keyset = tuple[datetime, int]
+
 
 @dataclass(frozen=True)
 class User:

@@ -14,8 +14,8 @@ from chirp_core.metrics import Metrics
 from chirp_core.outbox import start_relay
 from chirp_core.settings import Settings
 from chirp_core.snowflake import SnowflakeGenerator
-from graph_svc.accounts import AccountService, Passwords
-from graph_svc.graph import GraphService
+from graph_svc.passwords import Passwords
+from graph_svc.service import AccountService, GraphService
 from graph_svc.servicer import GraphServicer, UserServicer
 from graph_svc.storage import GraphStorage
 

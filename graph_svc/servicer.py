@@ -12,9 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from chirp_core.rpc import caller_id
-from graph_svc.accounts import AccountService
-from graph_svc.graph import GraphService, UserPage
 from graph_svc.models import User
+from graph_svc.service import AccountService, GraphService, UserPage
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

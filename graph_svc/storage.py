@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -14,14 +13,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.db import Connections
 from chirp_core.errors import AlreadyExists, NotFound
-from graph_svc.models import Credentials, EdgeUser, FollowEdge, RelationshipRow, Session, User
+from graph_svc.models import Credentials, EdgeUser, FollowEdge, Keyset, RelationshipRow, Session, User
 
 _USER_COLUMNS = "user_id, handle, display_name, created_at, follower_count, following_count"
 _HANDLE_CONSTRAINT = "users_handle_key"
 _FOLLOWER_CONSTRAINT = "follows_follower_fkey"
-
-# A keyset position in a list of edges, newest first: (edge created_at, the other user's ID).
-Keyset = tuple[datetime, int]
 
 
 class GraphStorage:

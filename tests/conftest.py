@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 import redis
 
-from chirp_core.embedded_pg import EmbeddedPostgres
+from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
-from chirp_core.stack import Stack, start_stack
 from tests.support import Api, api_for
 
 SCHEMAS = ("graph", "tweets")
@@ -75,6 +75,10 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
         envoy_admin_port=0,
         media_store_port=0,
         envoy_health_check_seconds=0.5,
+        # The request path's Redis deadline is tested on its own (tests/core/test_redis_breaker.py,
+        # tests/faults/test_stalled_redis.py, at the default); elsewhere a busy machine must not
+        # turn a slow reply into a fallback to PostgreSQL that the test did not ask for.
+        redis_timeout_ms=500,
     ).with_changes(**changes)
 
 

@@ -17,8 +17,8 @@ from chirp.graph.v1 import graph_pb2_grpc
 from chirp.timeline.v1 import timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
+from chirp_app.stack import Stack
 from chirp_core.rpc import USER_ID_HEADER
-from chirp_core.stack import Stack
 
 _handles = itertools.count()
 

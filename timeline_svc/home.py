@@ -5,7 +5,8 @@ celebrities they follow, merged and filtered, with the cached tweets), then hydr
 cache misses. Paging below what Redis holds (its horizon) goes on through the pull path with the
 last ID returned as max_id: the same keyset, so no duplicate and no gap at the seam, and no wall
 at the cap. A cold reader's timeline is rebuilt from the pull path first. Any Redis error answers
-the read from the pull path instead: availability over freshness.
+the read from the pull path instead: availability over freshness. The rules here see Redis only
+through timeline_svc.storage.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Literal
 from chirp_core.metrics import Metrics
 from timeline_svc.cache import TweetCache
 from timeline_svc.models import Entry, Tweet
-from timeline_svc.ports import FollowGraph, TweetStore
+from timeline_svc.ports import FollowGraph, StoreUnavailable, TweetStore
 from timeline_svc.pull import PullTimeline
-from timeline_svc.store import REDIS_ERRORS, Cold, MissingRecent, RawPage, TimelineStore
+from timeline_svc.storage import Cold, MissingRecent, RawPage, TimelineStore
 
 log = logging.getLogger("chirp.timeline.home")
 
@@ -78,7 +79,7 @@ class Builder:
         """Release a claim even when the build was cancelled; the claim's TTL covers a failure."""
 
         async def run() -> None:
-            with contextlib.suppress(*REDIS_ERRORS):
+            with contextlib.suppress(StoreUnavailable):
                 await release  # type: ignore[misc]  # a coroutine
 
         task = asyncio.create_task(run())
@@ -118,8 +119,8 @@ class FanoutHomeTimeline:
         path: Path
         try:
             tweets, path = await self._from_redis(user_id, max_id, min_id, limit)
-        except REDIS_ERRORS as exc:
-            log.warning("home timeline of %d from PostgreSQL: Redis failed (%s)", user_id, exc)
+        except StoreUnavailable as exc:
+            log.warning("home timeline of %d from PostgreSQL: %s", user_id, exc)
             self._metrics.redis_failures.labels("read").inc()
             path = "fallback"
             tweets = list(await self._pull.home_tweets(user_id, max_id=max_id, min_id=min_id, limit=limit))

@@ -4,22 +4,23 @@ A stream subscribes to its reader's channel, on which the workers publish each t
 pushing it into the reader's timeline, and to the channels of the celebrities the reader follows,
 on which the workers publish each of their tweets (those are never pushed). A follow or unfollow
 of the reader is published on the reader's channel too, so the set of celebrity channels follows
-the reader's follows. Redis errors become LiveUnavailable here.
+the reader's follows. This is storage: Redis errors become LiveUnavailable here, and the reply
+rule is the caller's (timeline_svc.visibility).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, TypeVar
 
 import redis.asyncio
 
 from chirp_core.tasks import raise_if_cancelled
 from timeline_svc.models import Entry
-from timeline_svc.ports import LiveBatch, LiveUnavailable
-from timeline_svc.store import REDIS_ERRORS, TimelineStore
+from timeline_svc.ports import LiveBatch, LiveUnavailable, StoreUnavailable
+from timeline_svc.storage import REDIS_ERRORS, TimelineStore
 
 T = TypeVar("T")
 
@@ -27,6 +28,8 @@ T = TypeVar("T")
 async def _guarded(call: Awaitable[T]) -> T:
     try:
         return await call
+    except StoreUnavailable as exc:
+        raise LiveUnavailable(str(exc)) from exc
     except REDIS_ERRORS as exc:
         raise LiveUnavailable(f"Redis failed: {exc}") from exc
 
@@ -52,12 +55,8 @@ class LiveFeed:
     async def touch(self, reader: int) -> bool:
         return await _guarded(self._store.touch(reader))
 
-    async def reply_allowed(self, reader: int, entry: Entry) -> bool:
-        """The reply rule for a celebrity's tweet (pushed tweets were filtered by the worker)."""
-        replied = entry.reply_to_user_id
-        if replied in (0, entry.author_id, reader):
-            return True
-        return await _guarded(self._store.follows(reader, replied))
+    async def followed_among(self, reader: int, user_ids: Collection[int]) -> set[int]:
+        return await _guarded(self._store.followed_among(reader, user_ids))
 
 
 class RedisSubscription:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from chirp_core.snowflake import NODE_BITS, SEQUENCE_BITS
-from chirp_core.tweet_cache import timeline_member
+from timeline_svc.keys import timeline_member
 
 _SCORE_SHIFT = NODE_BITS + SEQUENCE_BITS
 
@@ -87,3 +89,12 @@ class Entry:
         text = member.decode() if isinstance(member, bytes) else member
         tweet_id, author_id, reply_to = text.split(":")
         return cls(int(tweet_id), int(author_id), int(reply_to))
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change another service relayed from its outbox: tweet_created, followed, ..."""
+
+    type: str
+    seq: int
+    payload: Mapping[str, Any]

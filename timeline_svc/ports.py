@@ -1,6 +1,8 @@
-"""The timeline's view of the services it reads from, and of where home timelines come from.
+"""The timeline's view of the services and stores it depends on, and of where home timelines come from.
 
-The gRPC implementations live in timeline_svc.upstreams; tests may pass in-memory ones.
+The gRPC implementations live in timeline_svc.upstreams, the Redis ones in timeline_svc.storage and
+timeline_svc.live; tests may pass in-memory ones. They raise only the errors below (and ChirpError),
+never a gRPC or Redis exception, so the rules decide on failures without knowing the vendors.
 ID bounds are exclusive and 0 means unbounded, as in ListTweetsByAuthors.
 """
 
@@ -11,7 +13,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from chirp_core import errors
 from timeline_svc.models import Entry, Tweet, User
+
+# The gRPC codes of a call that did not get an answer (as opposed to an answer that is an error).
+OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED"})
 
 
 class UserDirectory(Protocol):
@@ -22,6 +28,45 @@ class UserDirectory(Protocol):
     async def get_users(self, user_ids: Collection[int]) -> Mapping[int, User]:
         """The profiles found, by ID, in one round trip; unknown IDs are left out."""
         ...
+
+
+class Unavailable(errors.Unavailable):
+    """A service or store this one depends on did not answer: the same call may succeed later
+    (the workers retry it for as long as it lasts)."""
+
+
+class StoreUnavailable(Unavailable):
+    """Redis failed or did not answer: reads are answered from PostgreSQL instead."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"Redis failed: {cause}", reason="REDIS_UNAVAILABLE")
+
+
+class UpstreamError(errors.ChirpError):
+    """Another service answered a call with an error, or did not answer (then it is also an
+    Unavailable: see upstream_error). Our caller gets the same gRPC code (`code`), message and
+    ErrorInfo."""
+
+    def __init__(
+        self, code: str, message: str, *, reason: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.code = code  # type: ignore[misc]  # the class's default, per instance
+
+    @property
+    def outage(self) -> bool:
+        return self.code in OUTAGE_CODES
+
+
+class UpstreamUnavailable(UpstreamError, Unavailable):
+    """An UpstreamError with one of OUTAGE_CODES."""
+
+
+def upstream_error(
+    code: str, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None
+) -> UpstreamError:
+    kind = UpstreamUnavailable if code in OUTAGE_CODES else UpstreamError
+    return kind(code, message, reason=reason or code, metadata=metadata)
 
 
 class UnknownUser(LookupError):
@@ -102,7 +147,9 @@ class LiveTimelines(Protocol):
         """Keep the reader's timeline warm; False when it is cold."""
         ...
 
-    async def reply_allowed(self, reader: int, entry: Entry) -> bool: ...
+    async def followed_among(self, reader: int, user_ids: Collection[int]) -> set[int]:
+        """Those of user_ids the reader follows (the reply rule of a celebrity's tweet)."""
+        ...
 
 
 class Hydrator(Protocol):

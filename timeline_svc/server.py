@@ -17,14 +17,15 @@ from chirp_core.redis_client import open_redis, open_request_redis
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
 from timeline_svc.cache import TweetCache
-from timeline_svc.fanout import FanoutApplier, FanoutWorkers
+from timeline_svc.events import FanoutWorkers
+from timeline_svc.fanout import FanoutApplier
 from timeline_svc.home import Builder, FanoutHomeTimeline
 from timeline_svc.live import LiveFeed
 from timeline_svc.ports import HomeTimelineSource
 from timeline_svc.pull import PullTimeline
 from timeline_svc.service import TimelineService
 from timeline_svc.servicer import TimelineServicer
-from timeline_svc.store import TimelineStore
+from timeline_svc.storage import TimelineStore, TweetCacheStorage
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore, GrpcUserDirectory
 
 log = logging.getLogger("chirp.timeline")
@@ -70,7 +71,8 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
                 cap=settings.timeline_size,
                 ttl_seconds=max(1, int(settings.timeline_warm_days * 86400)),
             )
-            cache = TweetCache(over, tweets, users, ttl_seconds=settings.tweet_cache_seconds, metrics=metrics)
+            cache_storage = TweetCacheStorage(over, ttl_seconds=settings.tweet_cache_seconds)
+            cache = TweetCache(cache_storage, tweets, users, metrics=metrics)
             return store, Builder(store, graph, tweets), cache
 
         store, builder, cache = timelines(client)

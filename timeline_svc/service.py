@@ -13,7 +13,8 @@ from chirp_core.metrics import Metrics
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import lowest_id_at, timestamp_of
 from chirp_core.tasks import raise_if_cancelled
-from timeline_svc.models import Page, Tweet
+from timeline_svc import visibility
+from timeline_svc.models import Entry, Page, Tweet
 from timeline_svc.ports import (
     HomeTimelineSource,
     Hydrator,
@@ -154,16 +155,31 @@ class TimelineService:
                         # Quiet: keep the timeline warm; a cold one (flushed) is rebuilt by a read.
                         catch_up = not await self._live.touch(user_id)
                         continue
-                    allowed = [
-                        e.tweet_id
-                        for e in batch.entries
-                        if not subscription.from_celebrity(e) or await self._live.reply_allowed(user_id, e)
-                    ]
+                    # The workers pushed only what the reply rule lets through; a celebrity's
+                    # tweets are published to all their followers, so the rule is applied here.
+                    unfiltered = [e for e in batch.entries if subscription.from_celebrity(e)]
+                    rejected = {e.tweet_id for e in await self._replies_not_reaching(user_id, unfiltered)}
+                    allowed = [e.tweet_id for e in batch.entries if e.tweet_id not in rejected]
                     tweets = await self._hydrator.hydrate_ids(allowed)
                     for tweet in window.admit(tweets.values()):
                         yield tweet
         finally:
             gauge.dec()
+
+    async def _replies_not_reaching(self, reader: int, entries: Sequence[Entry]) -> list[Entry]:
+        """The entries the reply rule keeps from the reader, with one look-up of their follows."""
+        assert self._live is not None
+        answered = {
+            e.reply_to_user_id
+            for e in entries
+            if not visibility.reaches_every_follower(e.author_id, e.reply_to_user_id)
+        }
+        following = await self._live.followed_among(reader, answered - {reader}) if answered else set()
+        return [
+            e
+            for e in entries
+            if not visibility.reply_reaches(reader, e.author_id, e.reply_to_user_id, following)
+        ]
 
     async def _poll(self, user_id: int, window: _SeenWindow, rounds: int | None) -> AsyncIterator[Tweet]:
         """Poll the pull path: the pull mode, or while Redis is down (`rounds` polls, then the

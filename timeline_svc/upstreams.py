@@ -1,28 +1,62 @@
 """The ports of timeline_svc.ports over gRPC: the only module that talks to the other services.
 
-An unknown user is None, or UnknownUser for a follower stream; other errors pass through as
-grpc.aio.AioRpcError, and the server interceptor hands their code (UNAVAILABLE, DEADLINE_EXCEEDED,
-...) on to our caller.
+Every gRPC error becomes one of the ports' errors here: an unknown user is None, or UnknownUser for
+a follower stream; any other error an UpstreamError (an UpstreamUnavailable when the call got no
+answer) with the same code, message and ErrorInfo, which the server interceptor hands on to our
+caller as it came.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from timeline_svc.convert import tweet_from_proto, user_from_proto
 from timeline_svc.models import Tweet, User
-from timeline_svc.ports import UnknownUser
+from timeline_svc.ports import UnknownUser, UpstreamError, upstream_error
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(error: grpc.aio.AioRpcError) -> UpstreamError:
+    """The port's error for a failed call, with the ErrorInfo the other service sent, if any."""
+    reason, metadata = "", {}
+    trailing: Any = error.trailing_metadata() or ()
+    for key, value in trailing:
+        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    reason, metadata = info.reason, dict(info.metadata)
+                    break
+    return upstream_error(error.code().name, error.details() or "", reason=reason, metadata=metadata)
+
+
+def _translating(call: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(call)
+    async def translating(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except grpc.aio.AioRpcError as error:
+            raise translated(error) from error
+
+    return translating
 
 
 class GrpcUserDirectory:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = users_pb2_grpc.UserServiceStub(channel)
 
+    @_translating
     async def get_user(self, user_id: int) -> User | None:
         try:
             user = await self._stub.GetUser(users_pb2.GetUserRequest(user_id=user_id))
@@ -32,6 +66,7 @@ class GrpcUserDirectory:
             raise
         return user_from_proto(user)
 
+    @_translating
     async def get_users(self, user_ids: Collection[int]) -> Mapping[int, User]:
         if not user_ids:
             return {}
@@ -44,6 +79,7 @@ class GrpcFollowGraph:
         self._stub = graph_pb2_grpc.GraphServiceStub(channel)
         self._users = users_pb2_grpc.UserServiceStub(channel)
 
+    @_translating
     async def followee_ids(self, user_id: int) -> Collection[int]:
         reply = await self._stub.ListFolloweeIds(graph_pb2.ListFolloweeIdsRequest(user_id=user_id))
         return list(reply.user_ids)
@@ -56,13 +92,15 @@ class GrpcFollowGraph:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise UnknownUser(user_id) from error
-            raise
+            raise translated(error) from error
 
+    @_translating
     async def followers_among(self, user_id: int, candidate_ids: Collection[int]) -> set[int]:
         request = graph_pb2.FilterFollowersRequest(user_id=user_id, candidate_ids=sorted(candidate_ids))
         reply = await self._stub.FilterFollowers(request)
         return set(reply.follower_ids)
 
+    @_translating
     async def follower_count(self, user_id: int) -> int | None:
         try:
             user = await self._users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
@@ -77,6 +115,7 @@ class GrpcTweetStore:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = tweets_pb2_grpc.TweetServiceStub(channel)
 
+    @_translating
     async def tweets_by_authors(
         self, author_ids: Collection[int], *, max_id: int, min_id: int, limit: int, home_user_id: int = 0
     ) -> Sequence[Tweet]:
@@ -90,6 +129,7 @@ class GrpcTweetStore:
         reply = await self._stub.ListTweetsByAuthors(request)
         return [tweet_from_proto(tweet) for tweet in reply.tweets]
 
+    @_translating
     async def tweets_by_ids(self, tweet_ids: Collection[int]) -> Sequence[Tweet]:
         if not tweet_ids:
             return []

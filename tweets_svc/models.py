@@ -55,7 +55,7 @@ class Tweet:
     version: int
     created_at: datetime
     edited_at: datetime | None
-    # In display order; loaded separately from the tweet's row (tweets_svc.media_storage).
+    # In display order; loaded separately from the tweet's row (tweets_svc.media.storage).
     media: tuple[Media, ...] = ()
 
 

@@ -12,18 +12,18 @@ from psycopg_pool import AsyncConnectionPool
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
 from chirp_core.db import migrate, open_pool
 from chirp_core.grpc_server import RunningServer, start_server
-from chirp_core.media import media_url_base, open_media_store
 from chirp_core.metrics import Metrics
 from chirp_core.outbox import start_relay
 from chirp_core.redis_client import open_request_redis
 from chirp_core.settings import Settings
 from chirp_core.snowflake import SnowflakeGenerator
-from chirp_core.tweet_cache import RedisTweetSignals
-from tweets_svc.media import MediaLimits, MediaService
-from tweets_svc.media_janitor import MediaJanitor
-from tweets_svc.media_storage import MediaStorage
+from tweets_svc.media.janitor import MediaJanitor
+from tweets_svc.media.service import MediaLimits, MediaService
+from tweets_svc.media.storage import MediaStorage
+from tweets_svc.media.stores import media_url_base, open_media_store
 from tweets_svc.service import TweetService
 from tweets_svc.servicer import TweetServicer
+from tweets_svc.signals import RedisTweetSignals
 from tweets_svc.storage import TweetStorage
 
 SCHEMA = "tweets"
@@ -35,7 +35,7 @@ async def start(
     await migrate(database_url, SCHEMA, "tweets_svc.migrations")
     metrics = metrics or Metrics()
     pool = await open_pool(settings, database_url, name=SCHEMA)
-    # Tombstones for edited and deleted tweets and the author's last post, right after the commit.
+    # What changed and the author's last post, for the timelines, right after the commit.
     signals_redis = open_request_redis(settings.redis_url, settings) if settings.redis_url else None
     signals = RedisTweetSignals(signals_redis) if signals_redis is not None else None
     ids = SnowflakeGenerator(settings.node_id)

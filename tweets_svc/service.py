@@ -17,7 +17,7 @@ from chirp_core.errors import (
 )
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import SnowflakeGenerator, timestamp_of
-from tweets_svc.media import MediaService, check_media_ids
+from tweets_svc.media.service import MediaService, check_media_ids
 from tweets_svc.models import Media, Tweet, TweetVersion
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ _REPLIES_CURSOR = "replies"
 
 class TweetSignals(Protocol):
     """What the timelines' Redis is told right after a commit, best effort (the outbox events
-    follow): chirp_core.tweet_cache.RedisTweetSignals."""
+    follow): tweets_svc.signals.RedisTweetSignals."""
 
     async def posted(self, tweet_id: int, author_id: int, reply_to_user_id: int) -> None: ...
 
@@ -80,7 +80,7 @@ class TweetService:
         media_ids: Sequence[int] = (),
     ) -> Tweet:
         """A new tweet, or the one this author already created with idempotency_key. With
-        media_ids, the caller's uploads are checked and bound to it (tweets_svc.media)."""
+        media_ids, the caller's uploads are checked and bound to it (tweets_svc.media.service)."""
         if caller is None:
             raise Unauthenticated()
         _check_positive(user_id, "user_id")

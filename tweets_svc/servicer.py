@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chirp.tweets.v1 import tweets_pb2 as pb
 from chirp.tweets.v1 import tweets_pb2_grpc
 from chirp_core.rpc import caller_id
-from tweets_svc.media import MediaService, UploadGrant
+from tweets_svc.media.service import MediaService, UploadGrant
 from tweets_svc.models import Media, Tweet, TweetVersion
 from tweets_svc.service import TweetService
 
@@ -20,7 +20,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class TweetServicer(tweets_pb2_grpc.TweetServiceServicer):
     def __init__(self, service: TweetService, media: MediaService, media_base: str) -> None:
-        """media_base: the URL prefix of media objects (chirp_core.media.media_url_base)."""
+        """media_base: the URL prefix of media objects (tweets_svc.media.stores.media_url_base)."""
         self._service = service
         self._media = media
         self._media_base = media_base

@@ -1,4 +1,4 @@
-"""Every SQL statement of the tweets service (schema `tweets`)."""
+"""Every SQL statement of the tweets service (schema `tweets`) but media's (tweets_svc.media.storage)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.db import Connections
-from tweets_svc.media_storage import bind_media, release_media, with_media
+from tweets_svc.media.storage import bind_media, release_media, with_media
 from tweets_svc.models import PriorCreate, Tweet, TweetVersion
 
 _COLUMNS = (
@@ -181,7 +181,8 @@ class TweetStorage:
 
         With home_user_id, replies by others answering someone who is neither their own author,
         home_user_id nor one of the authors are left out, inside each author's probe so that a
-        page stays full.
+        page stays full. That is the home timeline's reply rule, timeline_svc/visibility.py, for
+        the pull path: keep the two in step (tests/timeline/test_reply_rule.py checks them).
         """
         # One bounded index-only probe per author of tweets_by_author (at most `limit` entries
         # each), then the rows of the `limit` newest only: the cost follows the number of

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from chirp_core.processes import check_shared_ports, worker_settings
+from chirp_app.processes import check_shared_ports, worker_settings
 from chirp_core.settings import Settings
 
 READY = re.compile(r"chirp: ready in [\d.]+s at (?P<url>http://\S+) .* processes=2")
@@ -116,7 +116,7 @@ async def test_two_processes_share_the_ports_survive_a_crash_and_stop_cleanly(tm
     ports += ["--auth-port", auth, "--http-port", http, "--metrics-port", metrics]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "chirp_core.cli", "up", "--processes", "2", "--data-dir", str(data_dir)),
+        *("-m", "chirp_app.cli", "up", "--processes", "2", "--data-dir", str(data_dir)),
         *("--log-level", "WARNING", *(str(arg) for arg in ports)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

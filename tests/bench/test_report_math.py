@@ -10,9 +10,10 @@ import pytest
 from bench import parse_targets
 from bench.capacity import model
 from bench.config import Mix, build_parser, config_from_args
+from bench.costs import per_core
 from bench.driver import OpResult, ProcessResult, merge
 from bench.publish import readme_table
-from bench.report import markdown, per_core, rest_of_grpc
+from bench.report import markdown, rest_of_grpc
 from bench.stats import percentile, ratio, summarize
 
 

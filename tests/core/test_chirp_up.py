@@ -48,7 +48,7 @@ def chirp_up(data_dir: Path, *extra: str) -> Iterator[Started]:
         [
             sys.executable,
             "-m",
-            "chirp_core.cli",
+            "chirp_app.cli",
             "up",
             "--data-dir",
             str(data_dir),
@@ -195,7 +195,7 @@ def test_a_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -
         ports = ["--tweets-port", "0", "--timeline-port", "0", "--http-port", "0", "--auth-port", "0"]
         finished = subprocess.run(
             [
-                *(sys.executable, "-m", "chirp_core.cli", "up", "--data-dir", str(tmp_path / "data")),
+                *(sys.executable, "-m", "chirp_app.cli", "up", "--data-dir", str(tmp_path / "data")),
                 *("--graph-port", str(taken), *ports, "--metrics-port", "off"),
             ],
             capture_output=True,

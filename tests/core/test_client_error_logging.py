@@ -13,9 +13,9 @@ import pytest_asyncio
 
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.users.v1 import users_pb2
+from chirp_app.stack import Stack
 from chirp_core.errors import InvalidArgument
 from chirp_core.rpc import ServerInterceptor
-from chirp_core.stack import Stack
 from tests.support import Api, as_user, rpc_error
 
 NO_SUCH_USER = 987_654_321

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 import redis
 
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_core.redis_client import GuardedRedis, RedisUnavailable, open_request_redis
 from chirp_core.settings import Settings
 

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 
 
 async def test_every_service_reports_serving(stack: Stack) -> None:

@@ -1,5 +1,5 @@
 """The edge in front of the in-process stack, started by the same composition root as `chirp up`
-(edge_proxy.edge): the ext_authz and rate-limit services, the local media store and a real Envoy
+(chirp_app.edge): the ext_authz and rate-limit services, the local media store and a real Envoy
 on free ports, with the low limits of limits.yaml. Envoy's JSON access log goes to a file."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from chirp_app.edge import RunningEdge, start_edge
+from chirp_app.envoy_process import EnvoyProcess
+from chirp_app.stack import Stack
 from chirp_core.settings import Settings
-from chirp_core.stack import Stack
-from edge_proxy.edge import RunningEdge, start_edge
-from edge_proxy.envoy_process import EnvoyProcess
 
 LIMITS_FILE = Path(__file__).with_name("limits.yaml")
 

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from chirp.users.v1 import users_pb2
-from edge_proxy.envoy_process import EnvoyError, EnvoyProcess, find_envoy
+from chirp_app.envoy_process import EnvoyError, EnvoyProcess, find_envoy
 from tests.edge.conftest import Edge, another_envoy
 from tests.edge.helpers import User, call, sign_up, tweet
 from tests.support import eventually, free_port

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest_asyncio
 
-from edge_proxy.envoy_process import EnvoyProcess
+from chirp_app.envoy_process import EnvoyProcess
 from tests.edge.conftest import Edge, another_envoy
 from tests.edge.helpers import follow, sign_up, tweet
 

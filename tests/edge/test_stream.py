@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 from tests.edge.conftest import Edge, another_envoy
 from tests.edge.helpers import User, call, follow, sign_up, tweet
 from tests.support import eventually

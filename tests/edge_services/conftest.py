@@ -13,11 +13,11 @@ import pytest_asyncio
 import redis.asyncio
 
 from chirp.users.v1 import users_pb2
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.stack import Stack
 from chirp_core.grpc_server import RunningServer
 from chirp_core.redis_client import open_redis
 from chirp_core.settings import Settings
-from chirp_core.stack import Stack
 from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2_grpc
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2_grpc
 from edge_proxy import edge_services

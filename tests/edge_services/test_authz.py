@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from google.rpc import code_pb2
 
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_envoy_api.envoy.config.core.v3 import base_pb2
 from edge_proxy.authz import CACHE_PREFIX, TokenCache
 from tests.edge_services.conftest import Edge, sign_in

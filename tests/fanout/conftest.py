@@ -16,8 +16,8 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from chirp_core.embedded_redis import EmbeddedRedis
-from chirp_core.stack import Stack, start_stack
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
 from tests.fanout.support import Timeline, start_timeline
 

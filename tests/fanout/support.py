@@ -18,7 +18,7 @@ from chirp_core.settings import Settings
 from tests.support import LAG_SECONDS, Api, as_user, eventually
 from tests.timeline.helpers import follow, post, unfollow
 from timeline_svc.server import start
-from timeline_svc.store import TimelineStore
+from timeline_svc.storage import TimelineStore
 
 __all__ = ["LAG_SECONDS", "Timeline", "applied", "eventually", "follow", "post", "start_timeline", "unfollow"]
 

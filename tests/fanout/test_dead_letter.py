@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from chirp_app.stack import Stack
 from chirp_core.snowflake import lowest_id_at
-from chirp_core.stack import Stack
 from tests.fanout.conftest import StartTimeline
 from tests.fanout.support import Timeline, applied, delete, eventually, follow, post, unfollow
 from tests.support import Api

@@ -10,17 +10,19 @@ import grpc
 import psycopg
 import pytest
 
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.stack import Stack
 from chirp_core.metrics import Metrics
 from chirp_core.redis_client import open_redis
 from chirp_core.rpc import downstream_channel
-from chirp_core.stack import Stack
 from tests.fanout.conftest import StartTimeline
 from tests.fanout.support import eventually, follow, post, start_timeline
 from tests.support import Api
 from timeline_svc.cache import TweetCache
-from timeline_svc.fanout import FanoutApplier, FanoutWorkers
+from timeline_svc.events import FanoutWorkers
+from timeline_svc.fanout import FanoutApplier
 from timeline_svc.home import Builder
+from timeline_svc.storage import TweetCacheStorage
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore, GrpcUserDirectory
 
 
@@ -154,7 +156,10 @@ async def test_a_worker_killed_mid_batch_is_taken_over_without_duplicates(
         store = reader.store
         builder = Builder(store, graph, tweets)
         cache = TweetCache(
-            client, tweets, GrpcUserDirectory(graph_channel), ttl_seconds=60, metrics=Metrics()
+            TweetCacheStorage(client, ttl_seconds=60),
+            tweets,
+            GrpcUserDirectory(graph_channel),
+            metrics=Metrics(),
         )
         applier = FanoutApplier(
             store, builder, cache, stalling, threshold=None, batch_size=2, metrics=Metrics()

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 import redis.asyncio
 
+from chirp_app.stack import Stack
 from chirp_core.db import open_pool
 from chirp_core.metrics import Metrics
 from chirp_core.outbox import OutboxRelay
 from chirp_core.redis_client import open_redis
-from chirp_core.stack import Stack
 from tests.fanout.support import eventually, follow, post
 from tests.support import Api
 

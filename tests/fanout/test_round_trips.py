@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest_asyncio
 
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 from tests.fanout.conftest import StartTimeline
 from tests.fanout.support import CELEBRITY_THRESHOLD, eventually, follow, post
 from tests.support import Api

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 from tests.fanout.conftest import StartTimeline
 from tests.fanout.support import Timeline, delete, edit, eventually, follow, post, reply, unfollow
 from tests.support import Api

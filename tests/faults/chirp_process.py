@@ -79,7 +79,7 @@ class ChirpUp:
         p = self.ports
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "chirp_core.cli", "up", "--data-dir", str(self.data_dir)),
+                *(sys.executable, "-m", "chirp_app.cli", "up", "--data-dir", str(self.data_dir)),
                 *("--graph-port", str(p["graph"]), "--tweets-port", str(p["tweets"])),
                 *("--timeline-port", str(p["timeline"]), "--auth-port", str(p["auth"])),
                 *("--http-port", str(p["http"]), "--redis-port", str(p["redis"])),

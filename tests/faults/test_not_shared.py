@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chirp_core.embedded_pg import EmbeddedPostgres
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.embedded_redis import EmbeddedRedis
 from tests.faults.chirp_process import free_ports
 
 
@@ -18,7 +18,7 @@ def chirp_up_fails(data_dir: Path, *options: str) -> str:
     graph, tweets, timeline, auth, http = (str(p) for p in free_ports(5))
     finished = subprocess.run(
         [
-            *(sys.executable, "-m", "chirp_core.cli", "up", "--data-dir", str(data_dir)),
+            *(sys.executable, "-m", "chirp_app.cli", "up", "--data-dir", str(data_dir)),
             *("--graph-port", graph, "--tweets-port", tweets, "--timeline-port", timeline),
             *("--auth-port", auth, "--http-port", http, "--metrics-port", "off", *options),
         ],

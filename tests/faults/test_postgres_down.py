@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from chirp_core.embedded_pg import EmbeddedPostgres
-from chirp_core.stack import Stack, start_stack
+from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
 from tests.support import eventually
 

@@ -24,8 +24,9 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
-from chirp_core.embedded_redis import EmbeddedRedis
-from chirp_core.stack import Stack, start_stack
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.stack import Stack, start_stack
+from chirp_core.settings import Settings
 from tests.conftest import settings_for_tests
 from tests.support import eventually
 
@@ -76,6 +77,7 @@ async def stalling(own_database: str, tmp_path: Path) -> AsyncIterator[Stalling]
             auth_port=0,
             upstream_timeout_seconds=5.0,
             envoy_access_log=str(tmp_path / "access.log"),
+            redis_timeout_ms=Settings().redis_timeout_ms,  # the default, which this test is about
         )
         stack = await start_stack(settings)
         try:

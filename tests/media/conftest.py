@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from chirp_core.media.local import LocalMediaStore
-from chirp_core.stack import Stack, start_stack
+from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
 from tests.support import Api, api_for
+from tweets_svc.media.stores.local import LocalMediaStore
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",

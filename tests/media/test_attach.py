@@ -8,10 +8,10 @@ import grpc
 import psycopg
 
 from chirp.tweets.v1 import tweets_pb2 as pb
-from chirp_core.media.local import LocalMediaStore
 from tests.media import files
 from tests.media.helpers import grant, tweet_with_media, upload
 from tests.support import Api, as_user, error_reason, rpc_error
+from tweets_svc.media.stores.local import LocalMediaStore
 
 PNG = files.png(640, 480)
 

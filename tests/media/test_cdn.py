@@ -32,7 +32,7 @@ from tests.media.conftest import BUCKET, fresh_database
 from tests.media.helpers import grant, post_form, tweet_with_media
 from tests.support import Api, free_port
 from tests.tcp_proxy import CountingProxy
-from tweets_svc.media_probe import HEAD_BYTES
+from tweets_svc.media.probe import HEAD_BYTES
 from tweets_svc.server import start as start_tweets
 
 log = logging.getLogger("chirp.tests.media")

@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from chirp_core.media.local import LocalMediaStore
-from chirp_core.media.store import CACHE_CONTROL
 from tests.edge.helpers import User, call, follow, sign_up
 from tests.media import files
 from tests.media.helpers import post_form
+from tweets_svc.media.stores.local import LocalMediaStore
+from tweets_svc.media.stores.object_store import CACHE_CONTROL
 
 DEADLINE_SECONDS = 10.0
 

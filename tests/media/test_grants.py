@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from chirp.tweets.v1 import tweets_pb2 as pb
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 from tests.edge.helpers import call, sign_up
 from tests.media.helpers import grant
 from tests.support import Api, error_reason, rpc_error

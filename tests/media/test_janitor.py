@@ -15,13 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.db import migrate
 from chirp_core.errors import Unavailable
-from chirp_core.media.local import LocalMediaStore
 from tests.media import files
 from tests.media.conftest import fresh_database
 from tests.media.helpers import tweet_with_media, upload
 from tests.support import Api, rpc_error
-from tweets_svc.media_janitor import MediaJanitor
-from tweets_svc.media_storage import MediaStorage
+from tweets_svc.media.janitor import MediaJanitor
+from tweets_svc.media.storage import MediaStorage
+from tweets_svc.media.stores.local import LocalMediaStore
 
 PNG = files.png(8, 8)
 

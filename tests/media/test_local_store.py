@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from chirp_core.media.local import LocalMediaStore, UploadPolicy, sign_policy
-from chirp_core.media.store import CACHE_CONTROL
-from chirp_core.stack import Stack
-from edge_proxy.envoy_process import EnvoyProcess
+from chirp_app.envoy_process import EnvoyProcess
+from chirp_app.stack import Stack
 from tests.media import files
 from tests.media.helpers import grant, post_form
 from tests.support import Api
+from tweets_svc.media.stores.local import LocalMediaStore, UploadPolicy, sign_policy
+from tweets_svc.media.stores.object_store import CACHE_CONTROL
 
 PNG = files.png(64, 48)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.media import files
-from tweets_svc.media_probe import HEAD_BYTES, Dimensions, ReadMore, image_size, scan_jpeg, sniff
+from tweets_svc.media.probe import HEAD_BYTES, Dimensions, ReadMore, image_size, scan_jpeg, sniff
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ from chirp.tweets.v1 import tweets_pb2 as pb
 from chirp.tweets.v1 import tweets_pb2_grpc
 from chirp_core.errors import Unavailable
 from chirp_core.grpc_server import RunningServer
-from chirp_core.media.s3 import S3MediaStore
-from chirp_core.media.store import CACHE_CONTROL, ObjectNotFound
 from chirp_core.settings import Settings
 from tests.media import files
 from tests.media.conftest import BUCKET, fresh_database
 from tests.media.helpers import grant, post_form, tweet_with_media
 from tests.support import Api, as_user, error_reason, free_port, rpc_error
+from tweets_svc.media.stores.object_store import CACHE_CONTROL, ObjectNotFound
+from tweets_svc.media.stores.s3 import S3MediaStore
 from tweets_svc.server import start as start_tweets
 
 PNG = files.png(32, 16)

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from chirp_client import AsyncClient, Client, FailedPrecondition, InvalidArgument, NotFound
 
-from chirp_core.stack import Stack
+from chirp_app.stack import Stack
 from tests.media import files
 
 PASSWORD = "correct horse battery"

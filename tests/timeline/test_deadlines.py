@@ -17,8 +17,8 @@ import grpc
 import psycopg
 
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
+from chirp_app.stack import Stack
 from chirp_core.settings import Settings
-from chirp_core.stack import Stack
 from tests.support import Api, as_user, rpc_error
 from timeline_svc.server import start
 

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
-from chirp_core.stack import Stack, start_stack
+from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
 from tests.support import Api, api_for
 

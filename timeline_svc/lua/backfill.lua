@@ -1,5 +1,6 @@
 -- A former celebrity's recent tweets into one batch of their followers' warm timelines, with
--- each reader's reply rule; the timeline's horizon rises to the recent set's.
+-- each reader's reply rule (reply_ok, timeline_svc/visibility.py); the timeline's horizon rises
+-- to the recent set's.
 -- KEYS: 1 the recent set, 2 .. n+1 the timelines, n+2 .. 2n+1 their following sets
 -- ARGV: 1 cap, 2 the former celebrity. Returns the timelines written, -1 while the set loads.
 local rc = KEYS[1]

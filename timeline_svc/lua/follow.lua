@@ -38,6 +38,8 @@ else
   if redis.call('EXISTS', tl) == 1 then
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', tl, 0, '+inf')) do
       local id, author, reply = parse(m)
+      -- An unfollow takes out what only the follow let in (timeline_svc/visibility.py): the
+      -- followee's tweets, and others' replies to them unless they are self-replies or the reader's.
       if author == followee or (reply == followee and author ~= followee and author ~= reader) then
         redis.call('ZREM', tl, m)
       end

@@ -1,4 +1,4 @@
--- Shared by every script (prepended by timeline_svc.store). The layout, in short:
+-- Shared by every script (prepended by timeline_svc.storage). The layout, in short:
 --   timeline and recent sets: sorted sets of "<tweet id, 19 digits>:<author>:<replied-to user or 0>",
 --   scored by the tweet's millisecond (id >> 22). Members of one score sort by their string, and
 --   zero-padded IDs sort as numbers, so (score, member) order is exactly the order of the IDs.
@@ -40,8 +40,9 @@ local function parse(member)
   return string.match(member, '^(%d+):(%d+):(%d+)$')
 end
 
--- A reply reaches `reader` only if the reader follows the user it answers, is that user, or
--- it answers its own author (a thread).
+-- The reply rule of timeline_svc/visibility.py (reply_reaches), which owns it: a reply reaches
+-- `reader` only if the reader follows the user it answers, is that user, or it answers its own
+-- author (a thread). tests/timeline/test_reply_rule.py checks this against it.
 local function reply_ok(following, reader, author, reply)
   return reply == '0' or reply == author or reply == reader
     or redis.call('SISMEMBER', following, reply) == 1

@@ -1,8 +1,11 @@
 -- One page of a warm home timeline: the reader's timeline merged with the recent tweets of the
--- celebrities they follow, filtered by the follow and reply rules, with the cached tweets.
--- KEYS: 1 timeline, 2 following, 3 edge versions, 4 celebrities, 5 reader's last post
+-- celebrities they follow, filtered by the follow and reply rules (timeline_svc/visibility.py's
+-- in_home_timeline), with the cached tweets.
+-- KEYS: 1 timeline, 2 following, 3 edge versions, 4 celebrities, 5 reader's last post (the tweets
+--       service's key: a tweet ID)
 -- ARGV: 1 reader, 2 max id (exclusive, 19 digits), 3 min id (exclusive, 19 digits), 4 want,
---       5 merge celebrities (1/0), 6 ttl seconds, 7 recent-set key prefix, 8 tweet cache prefix
+--       5 merge celebrities (1/0), 6 ttl seconds, 7 recent-set key prefix, 8 tweet cache prefix,
+--       9 the tweets service's changed-marker prefix (a cached tweet with a marker is a miss)
 -- Returns {'cold'} | {'missing', celebrity...} |
 --   {'ok', horizon, last post not yet in the timeline or '', n, member x n, cached tweet x n}
 local tl, following = KEYS[1], KEYS[2]
@@ -53,9 +56,11 @@ for _, source in ipairs(sources) do
       if id < max_id and not found[id] then
         local ok
         if celebrity then
+          -- Merged only from followed celebrities' sets.
           ok = reply_ok(following, reader, author, reply)
         else
-          -- The reader's own tweets always; others' only while followed, replies by the rule.
+          -- in_home_timeline: the reader's own tweets always; others' only while followed,
+          -- replies by the rule.
           ok = author == reader or (redis.call('SISMEMBER', following, author) == 1
             and reply_ok(following, reader, author, reply))
         end
@@ -75,16 +80,31 @@ local n = math.min(#ids, want)
 
 local pending = ''
 local last = redis.call('GET', KEYS[5])
-if last and not redis.call('ZSCORE', tl, last) and string.sub(last, 1, 19) > h then
-  pending = string.sub(last, 1, 19)
+if last and #last <= 19 then
+  last = string.rep('0', 19 - #last) .. last
+  if last > h then
+    local s = score_of(last)
+    local held = false
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', tl, s, s)) do
+      if string.sub(m, 1, 19) == last then held = true break end
+    end
+    if not held then pending = last end
+  end
 end
 
 local result = {'ok', h, pending, n}
 for i = 1, n do result[#result + 1] = found[ids[i]] end
 if n > 0 then
-  local cache_keys = {}
-  for i = 1, n do cache_keys[i] = ARGV[8] .. string.match(ids[i], '^0*(%d+)$') end
+  local cache_keys, changed_keys = {}, {}
+  for i = 1, n do
+    local id = string.match(ids[i], '^0*(%d+)$')
+    cache_keys[i] = ARGV[8] .. id
+    changed_keys[i] = ARGV[9] .. id
+  end
   local cached = redis.call('MGET', unpack(cache_keys))
-  for i = 1, n do result[#result + 1] = cached[i] end
+  local changed = redis.call('MGET', unpack(changed_keys))
+  for i = 1, n do
+    if changed[i] then result[#result + 1] = false else result[#result + 1] = cached[i] end
+  end
 end
 return result

@@ -43,7 +43,7 @@ export async function startStack(): Promise<Stack> {
   const python = process.env["CHIRP_PYTHON"] || "python3";
   const args = [
     "-m",
-    "chirp_core.cli",
+    "chirp_app.cli",
     "up",
     "--data-dir",
     dataDir,

@@ -16,13 +16,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from chirp_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from chirp_core.media.store import MediaStore, UploadForm
 from chirp_core.snowflake import SnowflakeGenerator
-from tweets_svc.media_probe import HEAD_BYTES, Dimensions, ReadMore, image_size, scan_jpeg, sniff
+from tweets_svc.media.probe import HEAD_BYTES, Dimensions, ReadMore, image_size, scan_jpeg, sniff
+from tweets_svc.media.stores.object_store import MediaStore, UploadForm
 from tweets_svc.models import Media, MediaRecord
 
 if TYPE_CHECKING:
-    from tweets_svc.media_storage import MediaStorage
+    from tweets_svc.media.storage import MediaStorage
 
 # The types taken, each with the extension its object keys end in.
 EXTENSIONS: Mapping[str, str] = {

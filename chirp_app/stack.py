@@ -11,15 +11,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chirp_core.embedded_pg import EmbeddedPostgres
-from chirp_core.embedded_redis import EmbeddedRedis
+from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.keeper import Keeper, start_server
 from chirp_core.grpc_server import RunningServer
-from chirp_core.keeper import Keeper, start_server
 from chirp_core.metrics import Metrics, MetricsServer, serve_metrics
 from chirp_core.settings import Settings
 
 if TYPE_CHECKING:
-    from edge_proxy.edge import RunningEdge
+    from chirp_app.edge import RunningEdge
 
 log = logging.getLogger("chirp.stack")
 EMBEDDED_DATABASE = "chirp"
@@ -137,7 +137,7 @@ class EmbeddedServers:
 async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy: bool = True) -> Stack:
     """Start everything; on a failure part-way, stop what was started and re-raise. Without
     Envoy (a worker of `chirp up --processes N`) the edge's own servers share their ports."""
-    from edge_proxy.edge import start_edge
+    from chirp_app.edge import start_edge
     from graph_svc.server import start as start_graph
     from timeline_svc.server import start as start_timeline
     from tweets_svc.server import start as start_tweets

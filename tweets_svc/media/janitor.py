@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chirp_core.errors import ChirpError
-from chirp_core.media.store import MediaStore
+from tweets_svc.media.stores.object_store import MediaStore
 
 if TYPE_CHECKING:
-    from tweets_svc.media_storage import MediaStorage
+    from tweets_svc.media.storage import MediaStorage
 
 log = logging.getLogger("chirp.tweets.media_janitor")
 

@@ -1,4 +1,6 @@
-"""The timelines' state in Redis and every command that touches it (the Lua scripts in lua/).
+"""The timeline service's storage: its state in Redis and every command that touches it (the Lua
+scripts in lua/), but the live stream's pub/sub (timeline_svc.live) and the events stream's
+consumer group (timeline_svc.events). Redis errors leave here as ports.StoreUnavailable.
 
 Keys, under the namespace prefix P (settings.timeline_namespace):
   P:tl:{reader}   the home timeline, a sorted set (layout in lua/lib.lua), capped, TTL = warm period
@@ -10,7 +12,8 @@ Keys, under the namespace prefix P (settings.timeline_namespace):
   P:backfill      former celebrities whose recent tweets are still being copied to timelines
   P:live:u:{reader}  pub/sub: "t:<member>" when a tweet entered the timeline, "f" on a follow change
   P:live:a:{author}  pub/sub: "t:<member>" for each tweet of the author (the celebrities' streams)
-The tweet cache and the authors' last posts are shared by every namespace: chirp_core.tweet_cache.
+The tweet cache is shared by every namespace, and the tweets service's own keys (what changed, the
+authors' last posts) are read here too: timeline_svc.keys.
 
 Scripts touch keys they compute from their arguments, so this layout needs one Redis, not a
 Redis Cluster (hash tags per reader would be the change).
@@ -19,18 +22,30 @@ Redis Cluster (hash tags per reader would be the change).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+import functools
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
-from chirp_core.tweet_cache import TWEET_KEY_PREFIX, last_post_key
-from timeline_svc.models import Entry
+from chirp.tweets.v1 import tweets_pb2
+from timeline_svc.convert import tweet_from_proto, tweet_to_proto
+from timeline_svc.keys import (
+    CHANGED_KEY_PREFIX,
+    TOMBSTONE,
+    TOMBSTONE_SECONDS,
+    TWEET_KEY_PREFIX,
+    changed_key,
+    last_post_key,
+    tweet_key,
+)
+from timeline_svc.models import Entry, Tweet
+from timeline_svc.ports import StoreUnavailable
 
-# Every Redis failure the read path answers from PostgreSQL instead.
+# Every Redis failure: raised as StoreUnavailable.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
 INFINITE = 10**19 - 1
 # A timeline or recent set being built expires after this long if its builder dies.
@@ -39,14 +54,15 @@ BUILD_TTL_SECONDS = 30
 
 @dataclass(frozen=True)
 class RawPage:
-    """What read.lua found: entries newest first with their cached tweets (None on a miss).
+    """What read.lua found: entries newest first with their cached tweets (None on a miss, or
+    when the tweet changed a moment ago).
 
     Redis holds every entry of the timeline above `horizon`; below it only PostgreSQL knows.
     `pending_own` is the reader's newest tweet when the workers have not put it in yet (else 0).
     """
 
     entries: list[Entry]
-    cached: list[bytes | None]
+    cached: list[Tweet | None]
     horizon: int
     pending_own: int
 
@@ -61,6 +77,21 @@ class MissingRecent:
     """These followed celebrities have no recent set in Redis: load them."""
 
     authors: list[int]
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translating(call: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(call)
+    async def translating(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(exc) from exc
+
+    return translating
 
 
 def _id(value: int) -> str:
@@ -105,6 +136,7 @@ class TimelineStore:
 
     # Reads.
 
+    @_translating
     async def read(
         self, reader: int, *, max_id: int, min_id: int, want: int, merge_celebrities: bool
     ) -> RawPage | Cold | MissingRecent:
@@ -121,6 +153,7 @@ class TimelineStore:
                 self.ttl,
                 f"{self._prefix}rc:",
                 TWEET_KEY_PREFIX,
+                CHANGED_KEY_PREFIX,
             ],
         )
         status = reply[0]
@@ -132,27 +165,41 @@ class TimelineStore:
         pending = reply[2]
         return RawPage(
             entries=[Entry.parse(m) for m in reply[4 : 4 + count]],
-            cached=list(reply[4 + count : 4 + 2 * count]),
+            cached=[_decode(blob) for blob in reply[4 + count : 4 + 2 * count]],
             horizon=int(reply[1]),
             pending_own=int(pending) if pending else 0,
         )
 
+    @_translating
     async def touch(self, reader: int) -> bool:
         """Refresh a live reader's TTLs; False when the timeline is cold."""
         return bool(await self._run("touch", self._reader_keys(reader), [self.ttl]))
 
+    @_translating
     async def followed_celebrities(self, reader: int) -> set[int]:
         members = await self.redis.sinter([self.following_key(reader), self.celebrities_key])
         return {int(m) for m in members}
 
+    @_translating
+    @_translating
     async def follows(self, reader: int, user_id: int) -> bool:
         return bool(await self.redis.sismember(self.following_key(reader), str(user_id)))
 
+    @_translating
+    async def followed_among(self, reader: int, user_ids: Collection[int]) -> set[int]:
+        wanted = sorted(user_ids)
+        if not wanted:
+            return set()
+        answers = await self.redis.smismember(self.following_key(reader), [str(u) for u in wanted])
+        return {user for user, followed in zip(wanted, answers, strict=True) if followed}
+
     # Building cold state.
 
+    @_translating
     async def begin_build(self, reader: int) -> bool:
         return bool(await self._run("build_begin", self._reader_keys(reader), [BUILD_TTL_SECONDS]))
 
+    @_translating
     async def finish_build(
         self, reader: int, followees: Collection[int], entries: Sequence[Entry], horizon: int
     ) -> None:
@@ -161,23 +208,28 @@ class TimelineStore:
             args += [entry.score, entry.member]
         await self._run("build_finish", self._reader_keys(reader), args)
 
+    @_translating
     async def abandon_build(self, reader: int) -> None:
         await self.redis.delete(self.timeline_key(reader), self.following_key(reader))
 
+    @_translating
     async def begin_recent(self, author: int) -> bool:
         return bool(await self._run("recent_begin", [self.recent_key(author)], [BUILD_TTL_SECONDS]))
 
+    @_translating
     async def finish_recent(self, author: int, entries: Sequence[Entry], horizon: int) -> None:
         args: list[Any] = [_id(horizon), self.cap, self.ttl]
         for entry in entries:
             args += [entry.score, entry.member]
         await self._run("recent_finish", [self.recent_key(author)], args)
 
+    @_translating
     async def abandon_recent(self, author: int) -> None:
         await self.redis.delete(self.recent_key(author))
 
     # What the workers apply.
 
+    @_translating
     async def push(self, readers: Sequence[int], entry: Entry) -> int:
         """Add the entry to the warm timelines among readers' in one round trip; how many."""
         if not readers:
@@ -186,19 +238,23 @@ class TimelineStore:
         args = [entry.score, entry.member, self.cap, f"{self._prefix}tl:", f"{self._prefix}live:u:"]
         return int(await self._run("push", keys, args))
 
+    @_translating
     async def push_recent(self, entry: Entry, *, announce: bool) -> None:
         channel = self.author_channel(entry.author_id) if announce else ""
         args = [entry.score, entry.member, self.cap, self.ttl, channel]
         await self._run("push_recent", [self.recent_key(entry.author_id)], args)
 
+    @_translating
     async def remove(self, readers: Sequence[int], entry: Entry) -> None:
         keys = [self.timeline_key(r) for r in readers]
         if keys:
             await self._run("remove", keys, [entry.member])
 
+    @_translating
     async def remove_recent(self, entry: Entry) -> None:
         await self._run("remove", [self.recent_key(entry.author_id)], [entry.member])
 
+    @_translating
     async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
         """follow.lua: 'cold', 'stale', 'need_recent' or 'ok'."""
         keys = [*self._reader_keys(reader), self.recent_key(followee)]
@@ -214,6 +270,7 @@ class TimelineStore:
         ]
         return _text(await self._run("follow", keys, args))
 
+    @_translating
     async def apply_count(self, user: int, count: int, seq: int, threshold: int | None) -> str:
         """count.lua: 'down' while a former celebrity's tweets must be backfilled, else 'same'.
         threshold None: no celebrities (the push mode)."""
@@ -221,11 +278,13 @@ class TimelineStore:
         args = [user, count, seq, -1 if threshold is None else threshold]
         return _text(await self._run("count", keys, args))
 
+    @_translating
     async def celebrity(self, user: int) -> bool | None:
         """Whether the author is a celebrity; None when their follower count is not known yet."""
         answer = int(await self._run("celebrity", [self._counts, self.celebrities_key], [user]))
         return None if answer < 0 else bool(answer)
 
+    @_translating
     async def backfill(self, author: int, readers: Sequence[int]) -> int:
         """backfill.lua over a batch of readers; -1 while the author's recent set is loading."""
         keys = [
@@ -235,6 +294,7 @@ class TimelineStore:
         ]
         return int(await self._run("backfill", keys, [self.cap, author]))
 
+    @_translating
     async def backfill_done(self, author: int) -> None:
         await self.redis.srem(self._backfills, str(author))
 
@@ -266,6 +326,53 @@ def _load_scripts(client: redis.asyncio.Redis) -> dict[str, AsyncScript]:
         name: client.register_script(library + "\n" + folder.joinpath(f"{name}.lua").read_text())
         for name in _SCRIPT_NAMES
     }
+
+
+class TweetCacheStorage:
+    """The tweet cache (timeline_svc.keys): hydrated tweets, each for `ttl_seconds`."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, ttl_seconds: float) -> None:
+        self._redis = client
+        self._ttl = max(1, int(ttl_seconds))
+        self._put = client.register_script(
+            resources.files("timeline_svc").joinpath("lua", "cache_put.lua").read_text()
+        )
+
+    @_translating
+    async def get(self, ids: Sequence[int]) -> list[Tweet | None]:
+        """The cached tweets (None on a miss, or when the tweet changed a moment ago), one MGET."""
+        if not ids:
+            return []
+        blobs: list[Any] = await self._redis.mget(
+            [*(tweet_key(i) for i in ids), *(changed_key(i) for i in ids)]
+        )
+        count = len(ids)
+        return [
+            None if changed else _decode(blob)
+            for blob, changed in zip(blobs[:count], blobs[count:], strict=True)
+        ]
+
+    @_translating
+    async def put(self, tweets: Collection[Tweet]) -> None:
+        """Cache the tweets that have their author, unless already there; a tweet that changed a
+        moment ago gets a tombstone instead (cache_put.lua)."""
+        kept = [t for t in tweets if t.author is not None]
+        if not kept:
+            return
+        keys = [*(tweet_key(t.tweet_id) for t in kept), *(changed_key(t.tweet_id) for t in kept)]
+        blobs = [tweet_to_proto(t).SerializeToString() for t in kept]
+        await self._put(keys=keys, args=[self._ttl, TOMBSTONE_SECONDS, TOMBSTONE, *blobs], client=self._redis)
+
+    @_translating
+    async def forget(self, tweet_id: int) -> None:
+        """Tombstone an edited or deleted tweet."""
+        await self._redis.set(tweet_key(tweet_id), TOMBSTONE, ex=TOMBSTONE_SECONDS)
+
+
+def _decode(blob: bytes | None) -> Tweet | None:
+    if blob is None or blob == TOMBSTONE:
+        return None
+    return tweet_from_proto(tweets_pb2.Tweet.FromString(blob))
 
 
 def _text(value: Any) -> str:

@@ -21,11 +21,10 @@ import grpc
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from chirp_core.media.local import LocalMediaStore, ObjectExists, PolicyError, UploadPolicy
-from chirp_core.media.store import CACHE_CONTROL, FILE_FIELD, ObjectNotFound
-from chirp_core.rpc import REQUEST_ID_HEADER
+from chirp_core.rpc import REQUEST_ID_HEADER, status_body
 from chirp_core.settings import Settings
-from edge_proxy.authz import status_body
+from tweets_svc.media.stores.local import LocalMediaStore, ObjectExists, PolicyError, UploadPolicy
+from tweets_svc.media.stores.object_store import CACHE_CONTROL, FILE_FIELD, ObjectNotFound
 
 log = logging.getLogger("chirp.media")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from chirp_core.child_process import ServerFailed, die_with_parent
+from chirp_app.child_process import ServerFailed, die_with_parent
 
 log = logging.getLogger("chirp.redis")
 

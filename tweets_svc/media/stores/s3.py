@@ -20,8 +20,8 @@ import botocore.config
 import botocore.exceptions
 
 from chirp_core.errors import Unavailable
-from chirp_core.media.store import CACHE_CONTROL, ObjectNotFound, StoredObject, UploadForm
 from chirp_core.settings import Settings
+from tweets_svc.media.stores.object_store import CACHE_CONTROL, ObjectNotFound, StoredObject, UploadForm
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

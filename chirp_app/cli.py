@@ -1,5 +1,6 @@
 """The `chirp` command: `chirp up` runs the whole stack on one machine; `chirp serve NAME`
-runs one service against external PostgreSQL / Redis (how Chirp scales out)."""
+runs one service against external PostgreSQL / Redis (how Chirp scales out). Installed packages
+add commands of their own (`chirp bench`) through `chirp.commands` entry points."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import EntryPoint, distributions
 from pathlib import Path
 from typing import Any
 
-from chirp_core.rpc import RequestIdLogFilter
+from chirp_core.logs import configure_logging
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp")
+
+COMMANDS_GROUP = "chirp.commands"
+BUILT_IN_COMMANDS = ("up", "serve", "envoy-config")
 
 UP_DESCRIPTION = """\
 Start the whole Chirp stack on this machine: an embedded PostgreSQL and Redis (data under
@@ -129,21 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--descriptor", type=Path, metavar="FILE", help="also write the descriptor set Envoy loads to FILE"
     )
 
-    commands.add_parser(
-        "bench",
-        help="benchmark pull, push and hybrid timelines on this machine (`chirp bench --help`)",
-        add_help=False,
-    )
+    for name, command in added_commands().items():
+        commands.add_parser(name, help=f"`chirp {name} --help` (from {command.module})", add_help=False)
     return parser
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-5s %(name)s [%(request_id)s] %(message)s")
-    )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+def added_commands() -> dict[str, EntryPoint]:
+    """The commands installed packages add to `chirp` (bench adds `chirp bench`): entry points of
+    the group COMMANDS_GROUP, found at run time, so that nothing here imports what sits above."""
+    found: dict[str, EntryPoint] = {}
+    # Every copy of a package's metadata is read, not only the first on sys.path: a stale
+    # chirp.egg-info in the working directory must not hide the installed package's commands.
+    for distribution in distributions():
+        for command in distribution.entry_points.select(group=COMMANDS_GROUP):
+            if command.name not in BUILT_IN_COMMANDS:
+                found.setdefault(command.name, command)
+    return found
 
 
 async def run_until_signalled(
@@ -163,7 +169,7 @@ async def run_until_signalled(
 
 
 async def _up(settings: Settings) -> None:
-    from chirp_core.stack import Stack, start_stack
+    from chirp_app.stack import Stack, start_stack
 
     async def start() -> Stack:
         began = time.monotonic()
@@ -247,10 +253,10 @@ def _envoy_config(descriptor: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:
-        from bench import main as bench_main
-
-        return bench_main(argv[1:])
+    command = added_commands().get(argv[0]) if argv else None
+    if command is not None:
+        run_command: Callable[[list[str]], int] = command.load()
+        return run_command(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "envoy-config":
         return _envoy_config(args.descriptor)
@@ -270,13 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chirp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    from chirp_core.child_process import ServerFailed
-    from edge_proxy.envoy_process import EnvoyError
+    from chirp_app.child_process import ServerFailed
+    from chirp_app.envoy_process import EnvoyError
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
             if args.command == "up" and args.processes > 1:
-                from chirp_core.processes import run as run_processes
+                from chirp_app.processes import run as run_processes
 
                 return asyncio.run(run_processes(settings, args.processes))
             if args.command == "up":

@@ -13,7 +13,7 @@ and starts it again after a growing backoff, at most MAX_RESTARTS times within
 RESTART_WINDOW_SECONDS; past that it stops everything and `chirp up` exits non-zero. SIGINT /
 SIGTERM stop Envoy, the workers (SIGTERM, SIGKILL after the shutdown grace plus
 STOP_MARGIN_SECONDS), then Redis, then PostgreSQL. The embedded PostgreSQL and Redis are kept
-running too (chirp_core.keeper), and every server dies with this process (die_with_parent).
+running too (chirp_app.keeper), and every server dies with this process (die_with_parent).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
-from chirp_core.keeper import BACKOFF_SECONDS
+from chirp_app.keeper import BACKOFF_SECONDS
+from chirp_core.logs import configure_logging
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.processes")
@@ -227,8 +228,6 @@ class Supervisor:
 def _worker_main(settings: Settings, index: int, conn: multiprocessing.connection.Connection) -> None:
     # Ctrl-C reaches the whole process group; the supervisor answers it by stopping us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from chirp_core.cli import configure_logging
-
     configure_logging(settings.log_level)
     try:
         asyncio.run(_serve_worker(settings, index, conn))
@@ -240,7 +239,7 @@ def _worker_main(settings: Settings, index: int, conn: multiprocessing.connectio
 
 
 async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.connection.Connection) -> None:
-    from chirp_core.stack import start_stack
+    from chirp_app.stack import start_stack
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -272,8 +271,8 @@ def _announce(line: str) -> None:
 async def run(settings: Settings, processes: int, *, announce: Callable[[str], None] = _announce) -> int:
     """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
     kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
-    from chirp_core.stack import EmbeddedServers, free_port, start_postgres, start_redis
-    from edge_proxy.envoy_process import EnvoyProcess
+    from chirp_app.envoy_process import EnvoyProcess
+    from chirp_app.stack import EmbeddedServers, free_port, start_postgres, start_redis
 
     check_shared_ports(settings, processes)
     began = time.monotonic()

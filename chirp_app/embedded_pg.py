@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from chirp_core.child_process import ServerFailed, die_with_parent
+from chirp_app.child_process import ServerFailed, die_with_parent
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.

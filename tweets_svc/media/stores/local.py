@@ -1,11 +1,11 @@
 """The local-disk media store of `chirp up`: the bucket and the CDN on one machine.
 
 Objects are files under `<media dir>/objects/<first two characters of the key>/<key>`, kept across
-restarts. Clients upload to Envoy's /media/ (served by edge_proxy.media_local) with an S3-style
-presigned POST: the grant's form fields carry a policy (key, exact content type, length range,
-expiry) signed with HMAC-SHA256 under a key only the tweets service and the gateway hold. An upload
-is written to `incoming/` and linked into place only once complete, so a reader never sees half
-an object, and an existing object is never replaced.
+restarts. Clients upload to Envoy's /media/ (served by tweets_svc.media.local_server) with an
+S3-style presigned POST: the grant's form fields carry a policy (key, exact content type, length
+range, expiry) signed with HMAC-SHA256 under a key only the tweets service and the gateway hold.
+An upload is written to `incoming/` and linked into place only once complete, so a reader never
+sees half an object, and an existing object is never replaced.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from chirp_core.media.store import ObjectNotFound, StoredObject, UploadForm
 from chirp_core.settings import Settings
+from tweets_svc.media.stores.object_store import ObjectNotFound, StoredObject, UploadForm
 
 POLICY_FIELD = "policy"
 SIGNATURE_FIELD = "signature"

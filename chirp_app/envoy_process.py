@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from chirp_core.child_process import die_with_parent
+from chirp_app.child_process import die_with_parent
 from chirp_core.settings import Settings
 from edge_proxy.envoy_config import EnvoyOptions, envoy_bootstrap, render
 from edge_proxy.http_rules import descriptor_set

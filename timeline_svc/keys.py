@@ -1,0 +1,45 @@
+"""The timeline service's Redis formats that are not under a namespace, and what it reads of the
+tweets service's.
+
+The tweet cache (`tweet_key`) holds hydrated tweets, shared by every namespace; a tombstone marks
+an edited or deleted tweet, which readers treat as a miss and never write over (SET NX), so a
+reader that fetched the old version just before the change cannot put it back. It expires after
+TOMBSTONE_SECONDS, longer than any read in flight.
+
+Right after its commits the tweets service writes two keys of its own (tweets_svc/signals.py),
+best effort, for read-your-writes before the outbox events reach the workers:
+  chirp:tweets:changed:{tweet}  the tweet was edited or deleted a moment ago: the timeline serves
+                                no cached copy of it and writes a tombstone instead (cache_put.lua)
+  chirp:tweets:last:{author}    the author's newest tweet ID: a read that does not find it in the
+                                author's own timeline fetches their newest tweets from PostgreSQL
+The timeline reads them; it never writes them. They are the tweets service's contract, like its
+events, so the tweets service knows nothing of the timeline's formats.
+"""
+
+from __future__ import annotations
+
+TOMBSTONE = b"-"
+TOMBSTONE_SECONDS = 60
+TWEET_KEY_PREFIX = "chirp:tw:"
+# Written by the tweets service (tweets_svc/signals.py).
+CHANGED_KEY_PREFIX = "chirp:tweets:changed:"
+LAST_POST_KEY_PREFIX = "chirp:tweets:last:"
+
+
+def tweet_key(tweet_id: int) -> str:
+    return f"{TWEET_KEY_PREFIX}{tweet_id}"
+
+
+def changed_key(tweet_id: int) -> str:
+    return f"{CHANGED_KEY_PREFIX}{tweet_id}"
+
+
+def last_post_key(user_id: int) -> str:
+    return f"{LAST_POST_KEY_PREFIX}{user_id}"
+
+
+def timeline_member(tweet_id: int, author_id: int, reply_to_user_id: int) -> str:
+    """How a tweet is stored in a timeline sorted set: its ID zero-padded to 19 digits (so that
+    members compare as strings in the order of their IDs), its author and the author of the tweet
+    it answers (0 when none), which the read path needs to apply the follow and reply rules."""
+    return f"{tweet_id:019d}:{author_id}:{reply_to_user_id}"

@@ -2,7 +2,7 @@
 and fixed-window arithmetic.
 
 The descriptors Envoy sends come from the route `rate_limits` actions that
-edge_proxy.envoy_config writes; tests/edge_services checks each has a limit in the shipped file.
+edge_proxy.envoy_config writes; tests/edge_proxy checks each has a limit in the shipped file.
 No Redis and no gRPC here: the service around it is edge_proxy.ratelimit.
 """
 

@@ -17,9 +17,10 @@ import pytest_asyncio
 import redis
 
 from chirp_app.embedded_pg import EmbeddedPostgres
+from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
-from tests.support import Api, api_for
+from tests.helpers.api import Api, api_for
 
 SCHEMAS = ("graph", "tweets")
 
@@ -75,8 +76,8 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
         envoy_admin_port=0,
         media_store_port=0,
         envoy_health_check_seconds=0.5,
-        # The request path's Redis deadline is tested on its own (tests/core/test_redis_breaker.py,
-        # tests/faults/test_stalled_redis.py, at the default); elsewhere a busy machine must not
+        # The request path's Redis deadline is tested on its own (tests/chirp_core/test_redis_breaker.py,
+        # tests/e2e/faults/test_stalled_redis.py, at the default); elsewhere a busy machine must not
         # turn a slow reply into a fallback to PostgreSQL that the test did not ask for.
         redis_timeout_ms=500,
     ).with_changes(**changes)
@@ -139,3 +140,14 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
     """Stubs for every service of the in-process stack."""
     async with api_for(stack) as api:
         yield api
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own (the embedded one, started), stopped at the end."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

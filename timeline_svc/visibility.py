@@ -5,7 +5,7 @@ replies: a reply reaches a reader who follows the user it answers, or is that us
 answers its own author (a self-thread); a tweet that is not a reply reaches every follower.
 
 Every path that applies the rule implements this module and says so, and
-tests/timeline/test_reply_rule.py checks each against one table:
+tests/timeline_svc/test_reply_rule.py checks each against one table:
   the fan-out workers (timeline_svc.fanout) and the live stream (timeline_svc.service) call it;
   lua/lib.lua's reply_ok and lua/read.lua, follow.lua and backfill.lua implement it in Redis;
   the tweets service's ListTweetsByAuthors with home_user_id implements it in SQL (the pull path).

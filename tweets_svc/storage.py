@@ -182,7 +182,7 @@ class TweetStorage:
         With home_user_id, replies by others answering someone who is neither their own author,
         home_user_id nor one of the authors are left out, inside each author's probe so that a
         page stays full. That is the home timeline's reply rule, timeline_svc/visibility.py, for
-        the pull path: keep the two in step (tests/timeline/test_reply_rule.py checks them).
+        the pull path: keep the two in step (tests/timeline_svc/test_reply_rule.py checks them).
         """
         # One bounded index-only probe per author of tweets_by_author (at most `limit` entries
         # each), then the rows of the `limit` newest only: the cost follows the number of

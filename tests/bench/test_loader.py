@@ -10,7 +10,7 @@ from bench.loader import BENCH_PASSWORD, load, password_hash
 from chirp.timeline.v1 import timeline_pb2
 from chirp.users.v1 import users_pb2
 from chirp_app.stack import Stack
-from tests.support import Api, as_user
+from tests.helpers.api import Api, as_user
 
 
 def tiny() -> Dataset:

@@ -1,0 +1,110 @@
+"""A timeline server under test, and the verbs of the fan-out tests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import redis.asyncio
+
+from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
+from chirp.tweets.v1 import tweets_pb2
+from chirp_core.grpc_server import RunningServer
+from chirp_core.metrics import Metrics
+from chirp_core.redis_client import open_redis
+from chirp_core.settings import Settings
+from tests.helpers.api import LAG_SECONDS, Api, as_user, eventually
+from tests.helpers.graph import follow, unfollow
+from tests.helpers.tweets import post
+from timeline_svc.server import start
+from timeline_svc.storage import TimelineStore
+
+__all__ = ["LAG_SECONDS", "Timeline", "applied", "eventually", "follow", "post", "start_timeline", "unfollow"]
+
+CELEBRITY_THRESHOLD = 3
+
+
+@dataclass
+class Timeline:
+    """A running timeline server, a stub for it and a look at its Redis state."""
+
+    mode: str
+    settings: Settings
+    server: RunningServer
+    channel: grpc.aio.Channel
+    stub: timeline_pb2_grpc.TimelineServiceStub
+    redis: redis.asyncio.Redis
+    store: TimelineStore
+
+    @property
+    def metrics(self) -> Metrics:
+        assert self.server.metrics is not None
+        return self.server.metrics
+
+    async def home(
+        self, user_id: int, limit: int = 0, cursor: str = ""
+    ) -> timeline_pb2.GetHomeTimelineResponse:
+        request = timeline_pb2.GetHomeTimelineRequest(user_id=user_id, limit=limit, cursor=cursor)
+        return await self.stub.GetHomeTimeline(request, metadata=as_user(user_id), timeout=10)
+
+    async def home_ids(self, user_id: int, limit: int = 100) -> list[int]:
+        return [t.tweet_id for t in (await self.home(user_id, limit=limit)).tweets]
+
+    async def walk(self, user_id: int, limit: int) -> list[int]:
+        """Every tweet ID of the home timeline, page by page."""
+        seen: list[int] = []
+        cursor = ""
+        for _ in range(1000):
+            page = await self.home(user_id, limit=limit, cursor=cursor)
+            seen += [t.tweet_id for t in page.tweets]
+            if not page.next_cursor:
+                return seen
+            cursor = page.next_cursor
+        raise AssertionError("no last page")
+
+    async def pushed(self, user_id: int) -> list[int]:
+        """The tweet IDs in the reader's Redis timeline, newest first (no sentinel)."""
+        members = await self.redis.zrevrangebyscore(self.store.timeline_key(user_id), "+inf", 0)
+        return [int(m.split(b":")[0]) for m in members]
+
+    async def stream(self, user_id: int, since_id: int = 0) -> Any:
+        request = timeline_pb2.StreamHomeTimelineRequest(user_id=user_id, since_id=since_id)
+        call = self.stub.StreamHomeTimeline(request, metadata=as_user(user_id))
+        await call.initial_metadata()
+        return call
+
+    async def stop(self) -> None:
+        await self.channel.close()
+        await self.server.stop(0.1)
+        await self.redis.aclose()
+
+
+async def start_timeline(base: Settings, mode: str, **changes: Any) -> Timeline:
+    """A timeline server in `mode` over the stack's services and Redis, in a namespace of its own."""
+    defaults: dict[str, Any] = {
+        "timeline_namespace": f"t{uuid.uuid4().hex[:8]}",
+        "celebrity_threshold": CELEBRITY_THRESHOLD,
+    }
+    settings = base.with_changes(timeline_mode=mode, **{**defaults, **changes})
+    server = await start(settings, 0)
+    channel = grpc.aio.insecure_channel(f"{settings.host}:{server.port}")
+    assert settings.redis_url
+    client = open_redis(settings.redis_url)
+    store = TimelineStore(
+        client, namespace=settings.timeline_namespace, cap=settings.timeline_size, ttl_seconds=60
+    )
+    return Timeline(
+        mode, settings, server, channel, timeline_pb2_grpc.TimelineServiceStub(channel), client, store
+    )
+
+
+async def applied(timeline: Timeline, event_type: str) -> float:
+    """How many events of the type the server's workers applied."""
+    return timeline.metrics.value("chirp_fanout_events_total", {"type": event_type})
+
+
+async def reply(api: Api, user_id: int, to: int, content: str = "a reply") -> tweets_pb2.Tweet:
+    request = tweets_pb2.CreateTweetRequest(user_id=user_id, content=content, reply_to=to)
+    return await api.tweets.CreateTweet(request, metadata=as_user(user_id))

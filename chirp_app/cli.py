@@ -200,7 +200,7 @@ async def _serve(settings: Settings, service: str, port: int | None) -> None:
 
     async def start() -> RunningServer:
         if service == "edge":
-            from edge_proxy.edge_services import start as start_edge_services
+            from edge_proxy.server import start as start_edge_services
 
             if not settings.redis_url:
                 raise SystemExit("chirp serve edge: set CHIRP_REDIS_URL")

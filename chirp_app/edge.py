@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from chirp_app.envoy_process import EnvoyProcess
 from chirp_core.grpc_server import RunningServer
 from chirp_core.settings import Settings
-from edge_proxy import edge_services
+from edge_proxy import server as edge_server
 from tweets_svc.media.local_server import LocalMediaEndpoint, MediaServer, serve_media
 
 log = logging.getLogger("chirp.edge")
@@ -49,7 +49,7 @@ async def start_edge(settings: Settings, *, envoy: bool = True) -> RunningEdge:
         raise ValueError("the edge needs settings.redis_url (chirp_app.stack starts the embedded Redis)")
     edge: RunningEdge | None = None
     try:
-        services = await edge_services.start(settings, settings.redis_url, settings.auth_port)
+        services = await edge_server.start(settings, settings.redis_url, settings.auth_port)
         settings = settings.with_changes(auth_addr=f"{settings.host}:{services.port}")
         edge = RunningEdge(settings, services)
         endpoint = LocalMediaEndpoint.from_settings(settings)

@@ -40,7 +40,7 @@ CLUSTER_OF_SERVICE: Mapping[str, str] = {
     "chirp.tweets.v1.TweetService": "tweets",
     "chirp.timeline.v1.TimelineService": "timeline",
 }
-# The ext_authz and rate-limit services (edge_proxy.edge_services).
+# The ext_authz and rate-limit services (edge_proxy.server).
 EDGE_CLUSTER = "edge"
 MEDIA_CLUSTER = "media"
 HEALTH_PATH = "/healthz"

@@ -25,6 +25,14 @@ SERVICES = {package for package, floor in FLOORS.items() if floor == 1}
 # Imports from one service into another that are being moved out of the way right now, as
 # (importing package, imported package). Each one must go; none may be added.
 KNOWN_CROSSINGS: set[tuple[str, str]] = set()
+# The rules of each service (the layer between the servicer and the storage): they see no vendor.
+RULES = [
+    "graph_svc/service.py",
+    "tweets_svc/service.py",
+    "tweets_svc/media/service.py",
+    *(f"timeline_svc/{name}.py" for name in ("service", "home", "pull", "fanout", "cache", "visibility")),
+]
+VENDORS = ("grpc", "psycopg", "psycopg_pool", "redis", "boto3", "botocore", "aiohttp")
 
 Graph = dict[str, set[str]]
 
@@ -174,3 +182,25 @@ def test_the_checks_see_imports_inside_functions_and_relative_ones(tmp_path: Pat
     ring = cycle_in(made_up)
     assert ring is not None
     assert {"graph_svc.server", "graph_svc.storage", "tweets_svc.models"} <= set(ring)
+
+
+def vendors_imported(path: Path) -> set[str]:
+    """The vendor modules (VENDORS) `path` imports anywhere in the file."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return {name for name in names if name.split(".")[0] in VENDORS}
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_the_rules_of_a_service_import_no_vendor(rules: str) -> None:
+    """servicer -> service (the rules) -> storage: gRPC, the database and Redis stay outside."""
+    assert vendors_imported(ROOT / rules) == set()
+
+
+def test_the_vendor_check_sees_a_vendor_import() -> None:
+    assert "redis.asyncio" in vendors_imported(ROOT / "timeline_svc/storage.py")
+    assert "psycopg" in vendors_imported(ROOT / "graph_svc/storage.py")

@@ -20,7 +20,7 @@ from chirp_core.redis_client import open_redis
 from chirp_core.settings import Settings
 from chirp_envoy_api.envoy.service.auth.v3 import external_auth_pb2_grpc
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2_grpc
-from edge_proxy import edge_services
+from edge_proxy import server as edge_server
 from tests.conftest import settings_for_tests
 from tests.helpers.api import Api
 
@@ -63,7 +63,7 @@ async def edge(
         # the request deadline itself is tested in tests/chirp_core/test_redis_breaker.py.
         redis_timeout_ms=1000,
     )
-    server = await edge_services.start(settings, embedded_redis.url, 0)
+    server = await edge_server.start(settings, embedded_redis.url, 0)
     channel = grpc.aio.insecure_channel(f"{settings.host}:{server.port}")
     client = open_redis(embedded_redis.url)
     yield Edge(

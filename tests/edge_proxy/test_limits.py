@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chirp_core.settings import Settings
-from edge_proxy import edge_services
+from edge_proxy import server as edge_server
 from edge_proxy.limits import (
     DEFAULT_LIMITS_FILE,
     Limit,
@@ -183,7 +183,7 @@ async def test_edge_services_refuse_to_start_with_a_bad_file(tmp_path: Path) -> 
     )
     settings = Settings(data_dir=tmp_path, rate_limits=str(bad))
     with pytest.raises(LimitsError, match="'week' is not one of"):
-        await edge_services.start(settings, "redis://127.0.0.1:1/0", 0)
+        await edge_server.start(settings, "redis://127.0.0.1:1/0", 0)
 
 
 def test_settings_choose_the_file() -> None:

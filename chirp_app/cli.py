@@ -278,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     from chirp_app.child_process import ServerFailed
     from chirp_app.envoy_process import EnvoyError
+    from chirp_app.processes import WorkerFailed
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -289,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(_up(settings))
             else:
                 asyncio.run(_serve(settings, args.service, args.port))
-    except (OSError, EnvoyError, ServerFailed) as exc:
+    except (OSError, EnvoyError, ServerFailed, WorkerFailed) as exc:
         # A port taken, a server that would not start: what to fix, not a traceback.
         print(f"chirp: {exc}", file=sys.stderr)
         return 1

@@ -154,6 +154,9 @@ class FanoutWorkers:
                     log.exception("fan-out consumer %s failed", consumer)
                 else:
                     log.warning("fan-out consumer %s: %s; retrying in %.2fs", consumer, exc, backoff)
+                    # The event the outage interrupted is still ours: apply it again once the
+                    # outage ends, rather than after the claim timeout.
+                    resume = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

@@ -25,7 +25,7 @@ import pytest
 
 from chirp_app.processes import check_shared_ports, worker_settings
 from chirp_core.settings import Settings
-from tests.helpers.api import free_ports
+from tests.helpers.api import free_port_run, free_ports
 
 READY = re.compile(r"chirp: ready in [\d.]+s at (?P<url>http://\S+) .* processes=2")
 # Upper bounds for a busy machine; a healthy run takes a few seconds for each.
@@ -98,7 +98,8 @@ def test_shared_ports_must_be_fixed() -> None:
 )
 async def test_two_processes_share_the_ports_survive_a_crash_and_stop_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "chirp-data"
-    graph, tweets, timeline, auth, http, metrics = free_ports(6)
+    graph, tweets, timeline, auth, http = free_ports(5)
+    metrics = free_port_run(2)  # worker 1 serves its metrics on the next port
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
     env["CHIRP_SHUTDOWN_GRACE_SECONDS"] = "1"
     ports = ["--graph-port", graph, "--tweets-port", tweets, "--timeline-port", timeline]

@@ -120,3 +120,21 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def free_port_run(length: int) -> int:
+    """The first of `length` consecutive ports nothing listens on right now (for a setting that
+    gives each worker process the next port: metrics_port + index)."""
+    for _ in range(100):
+        first = free_port()
+        probes = [socket.socket() for _ in range(length)]
+        try:
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return first
+    raise AssertionError(f"no {length} consecutive free ports")

@@ -33,6 +33,8 @@ from edge_proxy.http_rules import descriptor_set
 log = logging.getLogger("chirp.envoy")
 
 READY_TIMEOUT_SECONDS = 30.0
+# Tries to start Envoy when it is killed by a signal before it is ready (see start()).
+START_ATTEMPTS = 3
 STOP_GRACE_SECONDS = 5.0
 RESTART_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 # Restarts further apart than this reset the backoff.
@@ -117,8 +119,20 @@ class EnvoyProcess:
         return config
 
     async def start(self) -> None:
-        """Start Envoy and wait until it is ready; raises EnvoyError (having stopped it) if not."""
-        await self._launch()
+        """Start Envoy and wait until it is ready; raises EnvoyError (having stopped it) if not.
+        An Envoy killed by a signal before it was ready is started again, at most START_ATTEMPTS
+        times in all (the watcher does the same once it runs); one that exits on its own, as with
+        a bad config, is not."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await self._launch()
+                break
+            except EnvoyError:
+                code = None if self._process is None else self._process.returncode
+                if attempt == START_ATTEMPTS or code is None or code >= 0:
+                    raise
+                log.warning("envoy was killed by signal %d while starting; starting it again", -code)
+                await asyncio.sleep(RESTART_BACKOFF_SECONDS[0])
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _launch(self) -> None:

@@ -228,3 +228,25 @@ async def test_envoy_serves_the_web_app_files(edge: Edge, tmp_path: Path) -> Non
         assert "immutable" in asset.headers["cache-control"]
         (await call(http, "GET", "/assets/missing.js")).expect(404, "NOT_FOUND")
         assert (await call(http, "GET", "/ping")).status == 200  # the API is still there
+
+
+async def test_an_envoy_killed_while_it_starts_is_started_again(edge: Edge, tmp_path: Path) -> None:
+    settings = edge.settings.with_changes(
+        http_port=0, envoy_admin_port=0, envoy_access_log=str(tmp_path / "access.log")
+    )
+    envoy = EnvoyProcess(settings, tmp_path / "envoy")
+    starting = asyncio.ensure_future(envoy.start())
+
+    async def pid() -> int | None:
+        return envoy.pid
+
+    first = await eventually(pid, lambda found: found is not None)  # long before it is ready
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    try:
+        await starting
+        assert envoy.pid != first
+        async with aiohttp.ClientSession() as http, http.get(f"{envoy.url}/healthz") as answer:
+            assert answer.status == 200
+    finally:
+        await envoy.stop()

@@ -199,6 +199,8 @@ async def test_errors_are_told_in_words(new_page: NewPage, api: Api) -> None:
     await expect(page.get_by_label("Password")).to_be_focused()
 
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Sign up").click()
+    # The sign-up form replaces the log-in form: fill it, not the one on its way out.
+    await expect(page.get_by_role("heading", name="Join Chirp")).to_be_visible()
     await page.get_by_label("Handle").fill("carol")
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign up").click()

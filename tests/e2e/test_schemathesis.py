@@ -115,20 +115,26 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(edge: 
             "--workers",
             "2",
         ]
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_SECONDS)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    report = output.decode(errors="replace")
+        for attempt in (1, 2):
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+            try:
+                output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_SECONDS)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            report = output.decode(errors="replace")
+            passed = TEST_CASES.search(report)
+            # Schemathesis itself sometimes ends with an internal error (a KeyError in its own
+            # generator) after every test case passed: that run, and only that, is tried again.
+            if process.returncode == 0 or attempt == 2 or not (passed and passed[1] == passed[2]):
+                break
     assert process.returncode == 0, report
     # Every operation of the document was tested, and every test case passed.
     operations = OPERATIONS.search(report)

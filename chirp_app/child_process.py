@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
+
+log = logging.getLogger("chirp.processes")
 
 PR_SET_PDEATHSIG = 1
 # Resolved here, in the parent: the child, forked from a process whose other threads (gRPC's) may
@@ -28,3 +33,17 @@ def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
 
 class ServerFailed(RuntimeError):
     """An embedded server did not start, or something other than our server answers its port."""
+
+
+def stop_child(process: subprocess.Popen[bytes], sig: signal.Signals, name: str, timeout: float) -> None:
+    """Send `sig` (the server's own clean shutdown) and wait; SIGKILL after `timeout` seconds."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", name, timeout)
+            process.kill()
+            process.wait()
+    log.info("%s stopped", name)

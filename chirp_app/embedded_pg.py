@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from chirp_app.child_process import ServerFailed, die_with_parent
+from chirp_app.child_process import ServerFailed, die_with_parent, stop_child
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.
@@ -167,16 +167,7 @@ class EmbeddedPostgres:
             if (self.pgdata / "postmaster.pid").exists():
                 self._pg_ctl_stop()
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning("PostgreSQL did not stop in %.0f s; killing it", STOP_TIMEOUT_SECONDS)
-                process.kill()
-                process.wait()
-        log.info("PostgreSQL stopped")
+        stop_child(process, signal.SIGINT, "PostgreSQL", STOP_TIMEOUT_SECONDS)
 
     def stop_stale(self) -> None:
         """Stop a server left running on this data directory by a process that was killed."""

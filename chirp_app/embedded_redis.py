@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from chirp_app.child_process import ServerFailed, die_with_parent
+from chirp_app.child_process import ServerFailed, die_with_parent, stop_child
 
 log = logging.getLogger("chirp.redis")
 
@@ -129,15 +129,7 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning("Redis did not stop in %.0f s; killing it", STOP_TIMEOUT_SECONDS)
-                process.kill()
-                process.wait()
-        log.info("Redis stopped")
+        stop_child(process, signal.SIGTERM, "Redis", STOP_TIMEOUT_SECONDS)
 
     def stop_stale(self) -> None:
         """Stop a server left running on this data directory by a process that was killed."""

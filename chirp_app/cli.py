@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="run the services in N processes sharing the same ports (SO_REUSEPORT; their ports must "
-        "then be fixed, not 0) behind one Envoy; PostgreSQL and Redis start once (default 1)",
+        help="run the services in N worker processes behind one Envoy, which balances each request "
+        "to the least busy healthy worker; worker i listens on each port + i * CHIRP_WORKER_PORT_STRIDE "
+        "(default 100), or on free ports where a port is 0; PostgreSQL and Redis start once (default 1)",
     )
     _add_timeline(up)
     _add_common(up)
@@ -272,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ = dict(os.environ)
     try:
         settings = Settings.from_env(environ, **overrides)
+        if args.command == "up" and args.processes > 1:
+            from chirp_app.processes import check_worker_ports
+
+            check_worker_ports(settings, args.processes)
     except ValueError as exc:
         print(f"chirp: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,17 @@
 """`chirp up --processes N`: one PostgreSQL, one Redis and one Envoy, and N worker processes that
-each run the whole mesh (graph, tweets, timeline, the edge services and the media store) on the
-SAME ports, so one machine's cores all serve.
+each run the whole mesh (graph, tweets, timeline, the edge services and the media store), so one
+machine's cores all serve.
 
-The kernel spreads new connections over the workers' listeners (SO_REUSEPORT: gRPC servers set
-it by default on Linux; the media store's site is given it). A connection stays with the worker
-that accepted it, so load spreads by connection: a client holding one long-lived gRPC channel
-talks to one worker.
+Each worker listens on ports of its own (worker_ports): worker i on each configured port plus
+i * settings.worker_port_stride (default 100: graph 50051, 50151, 50251, ...), or, where the port
+is 0, on a free port picked for it at start. A worker keeps its ports across restarts, so
+Envoy's static config stays valid: each of its clusters lists every worker's endpoint, balances
+each request to the least busy one (LEAST_REQUEST, not per connection: Envoy holds a few
+long-lived HTTP/2 connections) and takes a worker out of rotation when its gRPC health checks
+fail (dead or stuck) or its calls keep failing (outlier detection), and back in once it serves.
+The services call each other the same way: settings.graph_addr and the others list every
+worker's address, and each client balances round robin over the healthy ones
+(chirp_core.rpc.downstream_channel). No port is shared: one another process holds is an error.
 
 Each worker is its own Snowflake node (settings.node_id + index) and serves its metrics, when
 enabled, on settings.metrics_port + index. The supervisor reports a worker that exits on its own
@@ -27,12 +33,13 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from multiprocessing.process import BaseProcess
 
 from chirp_app.keeper import BACKOFF_SECONDS
 from chirp_core.logs import configure_logging
+from chirp_core.rpc import channel_target
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.processes")
@@ -41,7 +48,20 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 STOP_MARGIN_SECONDS = 10.0
-SHARED_PORTS = ("graph_port", "tweets_port", "timeline_port", "auth_port")
+# The ports every worker has of its own (one per server it runs), each with the setting that lists
+# where every worker has it. The graph service's JWKS endpoint is one where the settings have it.
+WORKER_PORTS: Mapping[str, str] = {
+    port: addresses
+    for port, addresses in (
+        ("graph_port", "graph_addr"),
+        ("tweets_port", "tweets_addr"),
+        ("timeline_port", "timeline_addr"),
+        ("auth_port", "auth_addr"),
+        ("media_store_port", "media_store_addr"),
+        ("jwks_port", "jwks_addr"),
+    )
+    if port in {f.name for f in fields(Settings)}
+}
 
 
 class WorkerFailed(RuntimeError):
@@ -53,24 +73,90 @@ class WorkerFailed(RuntimeError):
         self.exitcode = exitcode
 
 
-def worker_settings(settings: Settings, index: int) -> Settings:
-    """The settings of worker `index`: its own Snowflake node and metrics port."""
+def _own_ports(settings: Settings) -> list[str]:
+    """The WORKER_PORTS a worker listens on (the media store's only with the local store)."""
+    return [name for name in WORKER_PORTS if name != "media_store_port" or settings.media_store == "local"]
+
+
+def check_worker_ports(settings: Settings, processes: int) -> None:
+    """The fixed ports of `processes` workers (port + index * stride) must be valid and distinct,
+    also from Envoy's and the metrics ports: a clear error before anything starts."""
+    if processes < 1:
+        raise ValueError("--processes must be >= 1")
+    stride = settings.worker_port_stride
+    taken: dict[int, str] = {}
+
+    def claim(port: int, what: str) -> None:
+        if port > 65535:
+            raise ValueError(f"{what} would be port {port}: lower the port or CHIRP_WORKER_PORT_STRIDE")
+        if port in taken:
+            raise ValueError(
+                f"{what} and {taken[port]} would both be port {port}: choose ports further apart "
+                f"than {processes} workers x CHIRP_WORKER_PORT_STRIDE ({stride})"
+            )
+        taken[port] = what
+
+    for name in ("http_port", "envoy_admin_port", "embedded_postgres_port", "embedded_redis_port"):
+        if getattr(settings, name):
+            claim(getattr(settings, name), "--" + name.replace("_", "-"))
+    for index in range(processes):
+        for name in _own_ports(settings):
+            if getattr(settings, name):
+                claim(
+                    getattr(settings, name) + index * stride, f"worker {index}'s --{name.replace('_', '-')}"
+                )
+        if settings.metrics_port:
+            claim(settings.metrics_port + index, f"worker {index}'s --metrics-port")
+
+
+def worker_ports(settings: Settings, processes: int) -> list[dict[str, int]]:
+    """Each worker's own ports, fixed for the whole run (a restarted worker gets them again):
+    port + index * settings.worker_port_stride, or a free port for each worker where it is 0."""
+    from chirp_app.stack import free_port
+
+    check_worker_ports(settings, processes)
+    stride = settings.worker_port_stride
+    plan: list[dict[str, int]] = []
+    picked: set[int] = set()
+    for index in range(processes):
+        ports: dict[str, int] = {}
+        for name in _own_ports(settings):
+            port = getattr(settings, name)
+            if port:
+                ports[name] = port + index * stride
+                continue
+            while (port := free_port(settings.host)) in picked:
+                pass
+            picked.add(port)
+            ports[name] = port
+        plan.append(ports)
+    return plan
+
+
+def mesh_settings(settings: Settings, plan: list[dict[str, int]]) -> Settings:
+    """The settings every worker (and the Envoy in front) shares: graph_addr and the others list
+    every worker's address, in worker order."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return settings.with_changes(
+        **{
+            WORKER_PORTS[name]: ",".join(f"{host}:{ports[name]}" for ports in plan)
+            for name in _own_ports(settings)
+        }
+    )
+
+
+def worker_settings(settings: Settings, index: int, ports: Mapping[str, int] | None = None) -> Settings:
+    """The settings of worker `index`: its own Snowflake node, metrics port and `ports` (from
+    worker_ports; `settings` come from mesh_settings)."""
     node_id = settings.node_id + index
     if node_id > 1023:
         raise ValueError(f"CHIRP_NODE_ID + worker index must stay <= 1023 (worker {index}: {node_id})")
     metrics_port = settings.metrics_port
     if metrics_port:
         metrics_port += index
-    return settings.with_changes(node_id=node_id, metrics_port=metrics_port, share_ports=True)
-
-
-def check_shared_ports(settings: Settings, processes: int) -> None:
-    """Several workers can share a port only when it is fixed: port 0 means one per listener."""
-    if processes > 1:
-        zero = [name for name in SHARED_PORTS if getattr(settings, name) == 0]
-        if zero:
-            flags = ", ".join("--" + name.replace("_", "-") for name in zero)
-            raise ValueError(f"--processes > 1 needs fixed ports; pick free ones for {flags}")
+    return settings.with_changes(
+        node_id=node_id, metrics_port=metrics_port, share_ports=False, **(ports or {})
+    )
 
 
 @dataclass
@@ -82,16 +168,16 @@ class _Worker:
 
 
 class Supervisor:
-    """N worker processes on shared ports, against settings.database_url and settings.redis_url
-    (both required: the caller starts PostgreSQL and Redis once for all workers)."""
+    """N worker processes, each on ports of its own, against settings.database_url and
+    settings.redis_url (both required: the caller starts PostgreSQL and Redis once for all
+    workers). `settings` (mesh_settings) name every worker's address: Envoy's config comes from
+    them."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
-        if processes < 1:
-            raise ValueError("--processes must be >= 1")
         if not settings.database_url or not settings.redis_url:
             raise ValueError("the workers need settings.database_url and settings.redis_url")
-        check_shared_ports(settings, processes)
-        self.settings = settings
+        self.ports = worker_ports(settings, processes)
+        self.settings = mesh_settings(settings, self.ports)
         self.processes = processes
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, _Worker] = {}
@@ -102,8 +188,15 @@ class Supervisor:
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Where the workers listen (the same for every worker): graph, tweets, timeline, auth."""
-        return next((dict(w.ready) for w in self._workers.values() if w.ready), {})
+        """Where the workers listen, every worker's address of each service as one gRPC target
+        (chirp_core.rpc.channel_target): graph, tweets, timeline, auth."""
+        targets = {
+            "graph": self.settings.graph_target,
+            "tweets": self.settings.tweets_target,
+            "timeline": self.settings.timeline_target,
+            "auth": self.settings.auth_target,
+        }
+        return {name: channel_target(target) for name, target in targets.items()}
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values() if w.process.pid is not None]
@@ -160,7 +253,7 @@ class Supervisor:
         parent_end, child_end = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(worker_settings(self.settings, index), index, child_end),
+            args=(worker_settings(self.settings, index, self.ports[index]), index, child_end),
             name=f"chirp-worker-{index}",
         )
         process.start()
@@ -244,7 +337,7 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    stack = await start_stack(settings, with_envoy=False)
+    stack = await start_stack(settings, with_envoy=False, peers=True)
     try:
         conn.send(
             {
@@ -272,9 +365,9 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     """`chirp up --processes N` until SIGINT / SIGTERM: 0 on a clean stop, 1 when the workers
     kept crashing. Starts the embedded PostgreSQL and Redis unless settings name external ones."""
     from chirp_app.envoy_process import EnvoyProcess
-    from chirp_app.stack import EmbeddedServers, free_port, start_postgres, start_redis
+    from chirp_app.stack import EmbeddedServers, start_postgres, start_redis
 
-    check_shared_ports(settings, processes)
+    check_worker_ports(settings, processes)
     began = time.monotonic()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -287,17 +380,18 @@ async def run(settings: Settings, processes: int, *, announce: Callable[[str], N
     try:
         redis_url, redis_server = await start_redis(settings)
         embedded = EmbeddedServers(postgres, redis_server).watch()
-        settings = settings.with_changes(
-            database_url=database_url,
-            redis_url=redis_url,
-            media_store_port=settings.media_store_port or free_port(),
-        )
+        settings = settings.with_changes(database_url=database_url, redis_url=redis_url)
         supervisor = Supervisor(settings, processes)
         await supervisor.start()
+        settings = supervisor.settings
         envoy = EnvoyProcess(settings, settings.data_dir / "envoy")
         await envoy.start()
-        where = supervisor.addresses
-        endpoints = " ".join(f"{name}={where[name]}" for name in ("graph", "tweets", "timeline"))
+        where = {
+            "graph": settings.graph_addr,
+            "tweets": settings.tweets_addr,
+            "timeline": settings.timeline_addr,
+        }
+        endpoints = " ".join(f"{name}={addresses}" for name, addresses in where.items())
         announce(
             f"chirp: ready in {time.monotonic() - began:.2f}s at {envoy.url} "
             f"({'embedded' if postgres else 'external'} PostgreSQL, "

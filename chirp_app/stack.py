@@ -134,9 +134,12 @@ class EmbeddedServers:
             await asyncio.to_thread(self.postgres.stop)
 
 
-async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy: bool = True) -> Stack:
-    """Start everything; on a failure part-way, stop what was started and re-raise. Without
-    Envoy (a worker of `chirp up --processes N`) the edge's own servers share their ports."""
+async def start_stack(
+    settings: Settings, *, with_edge: bool = True, with_envoy: bool = True, peers: bool = False
+) -> Stack:
+    """Start everything; on a failure part-way, stop what was started and re-raise. The services
+    call the ones started here, or, with `peers` (a worker of `chirp up --processes N`), the ones
+    settings.graph_addr, tweets_addr and timeline_addr name: every worker's."""
     from chirp_app.edge import start_edge
     from graph_svc.server import start as start_graph
     from timeline_svc.server import start as start_timeline
@@ -159,13 +162,15 @@ async def start_stack(settings: Settings, *, with_edge: bool = True, with_envoy:
         stack.servers["tweets"] = await start_tweets(
             settings, database_url, settings.tweets_port, metrics=metrics
         )
-        settings = stack.settings = settings.with_changes(
-            graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets")
-        )
+        if not peers:
+            settings = stack.settings = settings.with_changes(
+                graph_addr=stack.address("graph"), tweets_addr=stack.address("tweets")
+            )
         stack.servers["timeline"] = await start_timeline(settings, settings.timeline_port, metrics=metrics)
         if settings.metrics_port is not None:
             stack.metrics_server = await serve_metrics(metrics, settings.host, settings.metrics_port)
-        settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
+        if not peers:
+            settings = stack.settings = settings.with_changes(timeline_addr=stack.address("timeline"))
         if with_edge:
             stack.edge = await start_edge(settings, envoy=with_envoy)
     except BaseException:

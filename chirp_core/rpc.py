@@ -25,6 +25,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chirp_core.errors import ChirpError, InvalidArgument, Unauthenticated
+from chirp_core.settings import target_addresses
 
 USER_ID_HEADER = "x-chirp-user-id"
 REQUEST_ID_HEADER = "x-request-id"
@@ -305,12 +306,36 @@ class _DeadlineStream(_StreamClientInterceptor):
         return await continuation(_outgoing(details, self._default), request)
 
 
+# Calls spread over every address of a target (several listed, or a DNS name's records), round
+# robin among those whose grpc.health.v1 Health/Watch says SERVING: a server that stops or reports
+# NOT_SERVING (as ours do while they shut down) leaves the rotation, and comes back when it serves.
+BALANCED_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+)
+
+
+def channel_target(target: str) -> str:
+    """gRPC's name for a target setting: `host:port` as it is (DNS resolves it, every record an
+    address), several IP addresses `a:p1,b:p2` as `ipv4:a:p1,b:p2` (or ipv6:)."""
+    addresses = target_addresses(target)
+    if len(addresses) == 1:
+        return target.strip()
+    if all(":" in host for host, _ in addresses):
+        return "ipv6:" + ",".join(f"[{host}]:{port}" for host, port in addresses)
+    return "ipv4:" + ",".join(f"{host}:{port}" for host, port in addresses)
+
+
 def downstream_channel(target: str, default_timeout: float) -> grpc.aio.Channel:
-    """A channel to another service that passes on the caller's deadline and request ID."""
+    """A channel to another service (one address or several, see channel_target) that passes on
+    the caller's deadline and request ID."""
     return grpc.aio.insecure_channel(
-        target,
+        channel_target(target),
         interceptors=cast(Any, [_DeadlineUnary(default_timeout), _DeadlineStream(default_timeout)]),
-        options=[("grpc.enable_retries", 1), ("grpc.keepalive_time_ms", 30_000)],
+        options=[
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.service_config", BALANCED_SERVICE_CONFIG),
+        ],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -10,6 +11,8 @@ from typing import Any, Self
 
 ENV_PREFIX = "CHIRP_"
 TIMELINE_MODES = ("pull", "push", "hybrid")
+# Settings naming where another server is: host:port, or several separated by commas.
+ADDRESS_FIELDS = ("graph_addr", "tweets_addr", "timeline_addr", "auth_addr", "media_store_addr")
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,16 @@ class Settings:
     graph_port: int = 50051
     tweets_port: int = 50052
     timeline_port: int = 50053
-    # Set for the worker processes of one `chirp up --processes N`, which listen on the same ports;
-    # otherwise a port another process holds is an error.
+    # Lets the servers share their ports with other processes (SO_REUSEPORT). Chirp never sets it:
+    # a port another process holds is an error, and the workers of `chirp up --processes N` listen
+    # on ports of their own: worker i on each port (and auth_port, media_store_port) plus
+    # i * worker_port_stride; where the port is 0, each worker gets a free port of its own.
     share_ports: bool = False
-    # Where the other services are; empty means host:port of the ports above.
+    worker_port_stride: int = 100
+    # Where the other services are: host:port, or several host:port separated by commas (IP
+    # addresses of one family; a DNS name with several records is given alone), over which the
+    # callers balance (round robin among the healthy, per grpc.health.v1) and Envoy too (least
+    # request). Empty means host:port of the ports above.
     graph_addr: str = ""
     tweets_addr: str = ""
     timeline_addr: str = ""
@@ -94,8 +103,9 @@ class Settings:
     envoy_request_headers_timeout_seconds: float = 10.0
     envoy_request_timeout_seconds: float = 60.0
     envoy_idle_timeout_seconds: float = 300.0
-    # How often Envoy checks each upstream's gRPC health.
-    envoy_health_check_seconds: float = 2.0
+    # How often Envoy checks each upstream's gRPC health: an endpoint that fails two checks in a row
+    # (each waits at most 1 s) leaves the rotation, one that passes one comes back.
+    envoy_health_check_seconds: float = 1.0
 
     # Media: clients upload straight to object storage with a presigned POST; tweets list CDN URLs.
     # "local": files under media_local_dir, uploaded to and served by the gateway under /media/
@@ -205,7 +215,21 @@ class Settings:
             raise ValueError("CHIRP_REDIS_TIMEOUT_MS must be >= 1 and CHIRP_REDIS_BREAKER_OPEN_SECONDS > 0")
         if self.db_connect_timeout_seconds <= 0:
             raise ValueError("CHIRP_DB_CONNECT_TIMEOUT_SECONDS must be > 0")
+        self._validate_addresses()
         self._validate_media()
+
+    def _validate_addresses(self) -> None:
+        if self.worker_port_stride < 1:
+            raise ValueError("CHIRP_WORKER_PORT_STRIDE must be >= 1")
+        for name in ADDRESS_FIELDS:
+            target = getattr(self, name)
+            try:
+                addresses = target_addresses(target) if target else ()
+                versions = {_ip_version(host) for host, _ in addresses}
+                if len(addresses) > 1 and (len(versions) != 1 or 0 in versions):
+                    raise ValueError("several addresses must be IP addresses of one family")
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
 
     def _validate_media(self) -> None:
         if self.media_store not in ("local", "s3"):
@@ -252,6 +276,28 @@ class Settings:
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def target_addresses(target: str) -> tuple[tuple[str, int], ...]:
+    """The (host, port) pairs of an address setting: `host:port`, or several separated by commas
+    (an IPv6 address in brackets). ValueError names a malformed entry."""
+    found = []
+    for entry in target.split(","):
+        host, colon, port = entry.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry.strip()!r} is not host:port")
+        found.append((host, int(port)))
+    return tuple(found)
+
+
+def _ip_version(host: str) -> int:
+    """4 or 6 for an IP address, 0 for a DNS name."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return 0
 
 
 def _parse(name: str, type_name: str, raw: str) -> Any:

@@ -18,6 +18,7 @@ services, the auth service or the rate-limit service wrote are left as they are.
 from __future__ import annotations
 
 import ipaddress
+import math
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
-from chirp_core.settings import Settings
+from chirp_core.settings import Settings, target_addresses
 from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
 from edge_proxy.http_rules import HttpRoute, http_routes
 from edge_proxy.limits import ALL_REQUESTS, DOMAIN, PER_USER_RPCS, SIGN_IN, SIGN_IN_RPCS, USER_ID, limits_file
@@ -103,7 +104,9 @@ LOCAL_REPLY_CODES: Mapping[int, tuple[int, str]] = {
 
 @dataclass(frozen=True)
 class Upstream:
-    """Where a cluster's endpoints are: host:port pairs (IP addresses or DNS names)."""
+    """Where a cluster's endpoints are: host:port pairs (IP addresses or DNS names, every record of
+    a name an endpoint), each a server of the same service: the worker processes of `chirp up
+    --processes N`, or the replicas of a deployment."""
 
     name: str
     addresses: tuple[tuple[str, int], ...]
@@ -141,13 +144,15 @@ class EnvoyOptions:
     @classmethod
     def from_settings(cls, settings: Settings, descriptor_path: str, run_dir: str = "") -> EnvoyOptions:
         upstreams = [
-            Upstream("graph", (_split(settings.graph_target),)),
-            Upstream("tweets", (_split(settings.tweets_target),)),
-            Upstream("timeline", (_split(settings.timeline_target),)),
-            Upstream(EDGE_CLUSTER, (_split(settings.auth_target),)),
+            Upstream("graph", target_addresses(settings.graph_target)),
+            Upstream("tweets", target_addresses(settings.tweets_target)),
+            Upstream("timeline", target_addresses(settings.timeline_target)),
+            Upstream(EDGE_CLUSTER, target_addresses(settings.auth_target)),
         ]
         if settings.media_store == "local":
-            upstreams.append(Upstream(MEDIA_CLUSTER, (_split(settings.media_store_target),), grpc=False))
+            upstreams.append(
+                Upstream(MEDIA_CLUSTER, target_addresses(settings.media_store_target), grpc=False)
+            )
         return cls(
             listen_host=settings.host,
             listen_port=settings.http_port,
@@ -183,6 +188,7 @@ def production_options() -> EnvoyOptions:
         admin_host="127.0.0.1",
         admin_port=9901,
         descriptor_path="/etc/chirp/chirp.pb",
+        health_check_interval_seconds=1.0,
         upstreams=(
             Upstream("graph", (("graph", 50051),)),
             Upstream("tweets", (("tweets", 50052),)),
@@ -406,7 +412,7 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
                 "pass_through_mode": False,
                 "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}, *_method_is("GET")],
                 "cluster_min_healthy_percentages": {
-                    u.name: {"value": 100} for u in options.upstreams if u.grpc
+                    u.name: {"value": min_healthy_percent(u)} for u in options.upstreams if u.grpc
                 },
             },
         },
@@ -630,6 +636,11 @@ def cluster(upstream: Upstream, options: EnvoyOptions) -> dict[str, Any]:
         "name": upstream.name,
         "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "2s",
+        # Each request to the endpoint with the fewest active requests of two picked at random: a
+        # few long-lived HTTP/2 connections per endpoint carry every request, so the choice is
+        # made per request, and a slow endpoint gets fewer.
+        "lb_policy": "LEAST_REQUEST",
+        "outlier_detection": outlier_detection(),
         "load_assignment": {
             "cluster_name": upstream.name,
             "endpoints": [
@@ -649,16 +660,49 @@ def cluster(upstream: Upstream, options: EnvoyOptions) -> dict[str, Any]:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         }
+        # Active: a process that stops answering (dead, or stuck: no reply within the timeout)
+        # leaves the rotation after two failed checks, within about two intervals; one passing
+        # check brings it back (a restarted worker too). Also while no request used the cluster
+        # yet, where Envoy would otherwise check once a minute.
+        interval = options.health_check_interval_seconds
         config["health_checks"] = [
             {
-                "timeout": "1s",
-                "interval": _duration(options.health_check_interval_seconds),
+                "timeout": _duration(min(1.0, interval)),
+                "interval": _duration(interval),
+                "no_traffic_interval": _duration(interval),
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
                 "grpc_health_check": {},
             }
         ]
     return config
+
+
+def outlier_detection() -> dict[str, Any]:
+    """Passive health checking: an endpoint whose calls keep failing is ejected for a while (5 s,
+    longer each time again), without waiting for the next health check. Failures Envoy meets
+    itself (connection refused or reset, timeouts) count apart from the answers of a server that
+    works (a gRPC UNAVAILABLE is a 503); both eject after a few in a row. At most half of a
+    cluster's endpoints are out at once (always at least one of them may be)."""
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 3,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "consecutive_gateway_failure": 5,
+        "enforcing_consecutive_gateway_failure": 100,
+        "consecutive_5xx": 5,
+        "interval": "1s",
+        "base_ejection_time": "5s",
+        "max_ejection_time": "30s",
+        "max_ejection_percent": 50,
+    }
+
+
+def min_healthy_percent(upstream: Upstream) -> float:
+    """/healthz answers 200 while each cluster has one healthy endpoint: a worker down is one
+    fewer in the rotation, not a gateway down. (Every record of a DNS name is an endpoint too; the
+    share cannot know how many: a name alone asks all of them to be healthy.)"""
+    return math.floor(10_000 / len(upstream.addresses)) / 100
 
 
 def _is_ip(host: str) -> bool:

@@ -101,6 +101,35 @@ class Metrics:
             registry=registry,
         )
 
+        self.db_stale_reads = Counter(
+            "chirp_db_stale_reads_total",
+            "Reads that may be stale (chirp_core.db read_stale/run_stale) of a service with replicas,"
+            " by the server whose connection they got: a replica (host:port/database) or primary.",
+            ["database", "server"],
+            registry=registry,
+        )
+        self.db_replica_fallbacks = Counter(
+            "chirp_db_replica_fallbacks_total",
+            "Reads that may be stale the primary answered instead of a replica, by reason: down (no"
+            " replica answered its last check), lagging (none within the lag bound), behind_write (none"
+            " has replayed the caller's last write yet), unreachable (no replica connection within the"
+            " deadline), failed (the replica failed during the read, which ran again on the primary).",
+            ["database", "reason"],
+            registry=registry,
+        )
+        self.db_replica_lag = Gauge(
+            "chirp_db_replica_lag_seconds",
+            "How old a replica's data was at its last check (+Inf: behind every recent primary position).",
+            ["database", "replica"],
+            registry=registry,
+        )
+        self.db_replica_up = Gauge(
+            "chirp_db_replica_up",
+            "1 while a replica answers its checks as a standby, else 0.",
+            ["database", "replica"],
+            registry=registry,
+        )
+
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """The current value of one sample (tests and the benchmark read metrics this way)."""
         return self.registry.get_sample_value(name, labels or {}) or 0.0

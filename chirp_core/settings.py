@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CHIRP_"
 TIMELINE_MODES = ("pull", "push", "hybrid")
@@ -33,6 +34,15 @@ class Settings:
     db_connect_timeout_seconds: float = 3.0
     # Port of the embedded PostgreSQL; 0 picks a free one at each start.
     embedded_postgres_port: int = 0
+    # Streaming replicas of database_url: comma-separated postgresql:// URLs, one server each.
+    # Reads that may be a little stale go to one whose data is at most replica_max_lag_seconds
+    # old, else to the primary (chirp_core.db). Each replica's replay position is checked every
+    # replica_check_seconds; a check, or a read waiting for a replica's connection, gives up
+    # after replica_timeout_seconds.
+    database_replica_urls: str = ""
+    replica_max_lag_seconds: float = 2.0
+    replica_check_seconds: float = 0.25
+    replica_timeout_seconds: float = 0.5
 
     # Every port of `chirp up` binds this address.
     host: str = "127.0.0.1"
@@ -215,6 +225,7 @@ class Settings:
             raise ValueError("CHIRP_REDIS_TIMEOUT_MS must be >= 1 and CHIRP_REDIS_BREAKER_OPEN_SECONDS > 0")
         if self.db_connect_timeout_seconds <= 0:
             raise ValueError("CHIRP_DB_CONNECT_TIMEOUT_SECONDS must be > 0")
+        self._validate_replicas()
         self._validate_addresses()
         self._validate_media()
 
@@ -230,6 +241,23 @@ class Settings:
                     raise ValueError("several addresses must be IP addresses of one family")
             except ValueError as exc:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
+
+    def _validate_replicas(self) -> None:
+        for number, url in enumerate(self.replica_urls, 1):
+            if problem := _replica_url_problem(url):
+                raise ValueError(f"CHIRP_DATABASE_REPLICA_URLS: entry {number} {problem}")
+        if self.replica_check_seconds <= 0 or self.replica_timeout_seconds <= 0:
+            raise ValueError("CHIRP_REPLICA_CHECK_SECONDS and CHIRP_REPLICA_TIMEOUT_SECONDS must be > 0")
+        if self.replica_max_lag_seconds <= 0:
+            raise ValueError(
+                f"CHIRP_REPLICA_MAX_LAG_SECONDS must be > 0, got {self.replica_max_lag_seconds:g}"
+            )
+        # A replica's age is only known as of its last check.
+        if self.replica_max_lag_seconds <= self.replica_check_seconds:
+            raise ValueError(
+                f"CHIRP_REPLICA_MAX_LAG_SECONDS must exceed CHIRP_REPLICA_CHECK_SECONDS"
+                f" ({self.replica_check_seconds:g}), got {self.replica_max_lag_seconds:g}"
+            )
 
     def _validate_media(self) -> None:
         if self.media_store not in ("local", "s3"):
@@ -259,6 +287,13 @@ class Settings:
     @property
     def auth_target(self) -> str:
         return self.auth_addr or f"{self.host}:{self.auth_port}"
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        """database_replica_urls, one URL per replica."""
+        if not self.database_replica_urls.strip():
+            return ()
+        return tuple(url.strip() for url in self.database_replica_urls.split(","))
 
     @property
     def media_store_target(self) -> str:
@@ -298,6 +333,22 @@ def _ip_version(host: str) -> int:
         return ipaddress.ip_address(host).version
     except ValueError:
         return 0
+
+
+def _replica_url_problem(url: str) -> str | None:
+    """What is wrong with one entry of the replica list (its password never shown), or None."""
+    if not url:
+        return "is empty (two commas in a row, or one at an end)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return "has a malformed host or port"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "is not a postgresql:// URL (one server per entry; a multi-host URL cannot be listed)"
+    if not parts.hostname:
+        return "names no host"
+    return None
 
 
 def _parse(name: str, type_name: str, raw: str) -> Any:

@@ -51,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"chirp bench: {exc}", file=sys.stderr)
             return 2
+    if config.microblog_only and (args.url or args.publish):
+        print(
+            "chirp bench: --microblog-only runs on a stack of its own and publishes nothing; "
+            "drop --url and --publish",
+            file=sys.stderr,
+        )
+        return 2
     if args.url and not args.database_url:
         print("chirp bench: --url needs --database-url (the dataset is loaded with COPY)", file=sys.stderr)
         return 2
@@ -71,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = asyncio.run(run.run_own_stack(config))
     text = report.write(results, config.out, _command(argv))
-    if config.plots:
+    if config.plots and results.get("modes"):
         from bench.plots import plot
 
         plot(results, config.out)
@@ -83,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"chirp bench: wrote {path}")
     print(
         f"chirp bench: results in {config.out}/ (results.json, results.md"
-        + (", PNG plots)" if config.plots else ")")
+        + (", PNG plots)" if config.plots and results.get("modes") else ")")
     )
     return 0
 

@@ -79,6 +79,22 @@ class BenchConfig:
     fanout_workers: int | None = None
     timeline_size: int | None = None
 
+    # The microblog phase (bench.microblog): a uniform graph of its own, seeded over gRPC, then
+    # warm home-timeline reads with each count of closed-loop clients, through Envoy (wrk) and
+    # over gRPC, next to the Health.Check ceiling. Follows and tweets beyond the `*_grpc` counts
+    # (None: all of them) are loaded with COPY instead, to keep a short run short.
+    microblog: bool = True
+    microblog_only: bool = False
+    microblog_users: int = 1_000
+    microblog_follows: int = 100
+    microblog_tweets: int = 20
+    microblog_grpc_follows: int | None = None
+    microblog_grpc_tweets: int | None = None
+    microblog_clients: tuple[int, ...] = (4, 16)
+    microblog_seconds: float = 15.0
+    # Calls in flight while seeding.
+    seed_concurrency: int = 16
+
     out: Path = Path("bench-results")
     plots: bool = True
     quick: bool = False
@@ -100,6 +116,13 @@ class BenchConfig:
             raise ValueError(f"--modes: choose among {', '.join(MODES)}")
         if self.processes < 1 or self.load_processes < 1 or self.concurrency < 1:
             raise ValueError("--processes, --load-processes and --concurrency must be >= 1")
+        if self.microblog or self.microblog_only:
+            if self.microblog_users < 2 or not 0 < self.microblog_follows < self.microblog_users:
+                raise ValueError("--microblog-users must be >= 2 and --microblog-follows 1..users - 1")
+            if self.microblog_tweets < 0 or self.microblog_seconds <= 0:
+                raise ValueError("--microblog-tweets must be >= 0 and --microblog-seconds > 0")
+            if not self.microblog_clients or min(self.microblog_clients) < 1:
+                raise ValueError("--microblog-clients: comma-separated counts, each >= 1")
 
 
 FULL = BenchConfig()
@@ -120,6 +143,9 @@ QUICK = replace(
     lag_probes_ordinary=8,
     lag_probes_celebrity=4,
     statement_probe_reads=120,
+    microblog_grpc_follows=4_000,
+    microblog_grpc_tweets=2_000,
+    microblog_seconds=4.0,
     quick=True,
 )
 
@@ -141,6 +167,21 @@ _NUMERIC: dict[str, tuple[str, type, str]] = {
     "--processes": ("processes", int, "worker processes of the stack (chirp up --processes)"),
     "--fanout-workers": ("fanout_workers", int, "CHIRP_FANOUT_WORKERS of the stack"),
     "--timeline-size": ("timeline_size", int, "CHIRP_TIMELINE_SIZE of the stack (entries kept per timeline)"),
+    "--microblog-users": ("microblog_users", int, "accounts of the microblog phase's graph"),
+    "--microblog-follows": ("microblog_follows", int, "random follows of each account (microblog phase)"),
+    "--microblog-tweets": ("microblog_tweets", int, "tweets of each account (microblog phase)"),
+    "--microblog-seconds": ("microblog_seconds", float, "length of each microblog read run"),
+    "--microblog-grpc-follows": (
+        "microblog_grpc_follows",
+        int,
+        "follows seeded over gRPC, the rest loaded with COPY (default: all; --quick: 4000)",
+    ),
+    "--microblog-grpc-tweets": (
+        "microblog_grpc_tweets",
+        int,
+        "tweets seeded over gRPC, the rest loaded with COPY (default: all; --quick: 2000)",
+    ),
+    "--seed-concurrency": ("seed_concurrency", int, "gRPC calls in flight while seeding (microblog phase)"),
 }
 
 
@@ -161,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--mix", type=Mix.parse, metavar="R,T,F", help="READ,TWEET,FOLLOW shares (default 95,4,1)"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--microblog-clients",
+        metavar="LIST",
+        help="comma-separated closed-loop client counts of the microblog phase (default 4,16)",
+    )
+    microblog = parser.add_mutually_exclusive_group()
+    microblog.add_argument("--no-microblog", action="store_true", help="skip the microblog phase")
+    microblog.add_argument(
+        "--microblog-only",
+        action="store_true",
+        help="run the microblog phase alone (its graph seeded over gRPC, then warm reads)",
+    )
     parser.add_argument(
         "--publish",
         action="store_true",
@@ -202,6 +255,17 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         changes["mix"] = args.mix
     if args.no_plots:
         changes["plots"] = False
+    if args.microblog_clients:
+        try:
+            changes["microblog_clients"] = tuple(
+                int(part) for part in args.microblog_clients.split(",") if part.strip()
+            )
+        except ValueError:
+            raise ValueError("--microblog-clients: comma-separated counts, e.g. 4,16") from None
+    if args.no_microblog:
+        changes["microblog"] = False
+    if args.microblog_only:
+        changes["microblog_only"] = True
     config = replace(config, **changes)
     config.validate()
     return config

@@ -30,6 +30,7 @@ from bench.probes import (
     login,
     redis_memory,
     statement_delta,
+    warm_timeline_bytes,
 )
 from bench.progress import Progress
 from bench.stats import summarize
@@ -57,6 +58,8 @@ class StackUnderTest:
     metrics_urls: list[str]
     pids: dict[str, PidSource]
     processes: int
+    # The timeline service's Redis key namespace (settings.timeline_namespace).
+    timeline_namespace: str = "chirp"
 
 
 async def run_phase(
@@ -132,6 +135,9 @@ async def measure_mode(config: BenchConfig, stack: StackUnderTest, plan: Plan) -
         memory["after_first_reads"] = await redis_memory(stack.redis_url)
         memory["families"] = await key_families(stack.redis_url)
         memory.update(_per_reader(memory, len(readers)))
+        memory["warm_timeline"] = await warm_timeline_bytes(
+            stack.redis_url, stack.timeline_namespace, readers
+        )
     out["postgres"] = await _statements(config, stack, readers)
     out["rest"] = await run_phase(
         config,

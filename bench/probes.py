@@ -263,3 +263,93 @@ async def fanout_depth(url: str, stream: str) -> int | None:
         return depth
     finally:
         await client.aclose()
+
+
+# Entries of a key by its type; a string (or an unknown type) has no entry count.
+_ENTRY_COUNTS = {"zset": "ZCARD", "list": "LLEN", "set": "SCARD", "hash": "HLEN", "stream": "XLEN"}
+
+
+def _as_keys(found: object) -> list[str]:
+    """A key-naming method's answer as a list of keys: one key, or several."""
+    if isinstance(found, str | bytes):
+        return [found.decode() if isinstance(found, bytes) else found]
+    if isinstance(found, list | tuple | set | frozenset):
+        return [str(key) for key in found]
+    raise TypeError(f"expected a Redis key or keys, got {found!r}")
+
+
+def timeline_store(client: redis.asyncio.Redis, namespace: str) -> Any:
+    """The timeline service's own TimelineStore, for its key names: built with the arguments its
+    constructor takes among the ones known here."""
+    import inspect
+
+    from timeline_svc.storage import TimelineStore
+
+    known: dict[str, Any] = {"namespace": namespace, "cap": 800, "ttl_seconds": 86_400}
+    accepted = inspect.signature(TimelineStore).parameters
+    return TimelineStore(client, **{name: value for name, value in known.items() if name in accepted})
+
+
+async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) -> dict[str, Any]:
+    """MEMORY USAGE (exact: SAMPLES 0) of each reader's home timeline keys and follow-set keys,
+    named by the timeline service's TimelineStore.timeline_key and following_key, and their
+    entries. Readers without a timeline key (not warm) are counted apart, not averaged in."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        store = timeline_store(client, namespace)
+        parts = {"timeline": store.timeline_key, "following": store.following_key}
+        sizes: dict[str, list[int]] = {name: [] for name in parts}
+        entries: dict[str, list[int]] = {name: [] for name in parts}
+        cold = 0
+        example: list[str] = []
+        for reader in readers:
+            keys = {name: _as_keys(key_of(reader)) for name, key_of in parts.items()}
+            if not example:
+                example = [key for names in keys.values() for key in names]
+            pipe = client.pipeline(transaction=False)
+            for names in keys.values():
+                for key in names:
+                    pipe.memory_usage(key, samples=0)
+                    pipe.type(key)
+            answers = await pipe.execute()
+            found: dict[str, list[tuple[str, int | None, str]]] = {}
+            position = 0
+            for name, names in keys.items():
+                found[name] = []
+                for key in names:
+                    used, kind = answers[position], answers[position + 1]
+                    position += 2
+                    found[name].append((key, used, kind.decode() if isinstance(kind, bytes) else str(kind)))
+            if not any(used for _, used, _ in found["timeline"]):
+                cold += 1
+                continue
+            for name, rows in found.items():
+                sizes[name].append(sum(used or 0 for _, used, _ in rows))
+                entries[name].append(await _entries(client, rows))
+    finally:
+        await client.aclose()
+    warm = len(sizes["timeline"])
+
+    def mean(values: list[int]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return {
+        "readers": len(readers),
+        "warm": warm,
+        "not_warm": cold,
+        "keys_of_first_reader": example,
+        "bytes": mean([a + b for a, b in zip(sizes["timeline"], sizes["following"], strict=True)]),
+        "timeline_bytes": mean(sizes["timeline"]),
+        "following_bytes": mean(sizes["following"]),
+        "timeline_entries": mean(entries["timeline"]),
+        "following_entries": mean(entries["following"]),
+    }
+
+
+async def _entries(client: redis.asyncio.Redis, rows: list[tuple[str, int | None, str]]) -> int:
+    total = 0
+    for key, used, kind in rows:
+        command = _ENTRY_COUNTS.get(kind)
+        if used and command:
+            total += int(await client.execute_command(command, key))  # type: ignore[no-untyped-call]
+    return total

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import capacity
+from bench import capacity, hotpath
 from bench.costs import PATHS, per, per_core
 from bench.stats import ratio
 
@@ -54,9 +54,12 @@ def ceiling_throughput(results: dict[str, Any], path: str) -> float | None:
 
 
 def markdown(results: dict[str, Any], command: str) -> str:
-    sections = (
+    sections: tuple[Callable[[dict[str, Any], str], list[str]], ...] = (
         _header, _summary, _reads, _writes, _state, _ratios, _ceiling, _speedup, _capacity, capacity.markdown,
+        hotpath.markdown,
     )  # fmt: skip
+    if not results.get("modes"):
+        sections = (_microblog_header, hotpath.markdown)
     return "\n".join(line for section in sections for line in section(results, command))
 
 
@@ -83,6 +86,15 @@ def _header(results: dict[str, Any], command: str) -> list[str]:
         f"straight to the services over gRPC. Stack: {_processes(results['modes'])}; PostgreSQL, Redis and "
         "the load generator share the same cores; loopback only.",
         "",
+    ]
+
+
+def _microblog_header(results: dict[str, Any], command: str) -> list[str]:
+    return [
+        f"# Chirp benchmark, microblog phase, {results.get('started_at', '')}",
+        "",
+        *header_line(results, command),
+        *hotpath.header(results),
     ]
 
 

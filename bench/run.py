@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import microblog
 from bench.config import BenchConfig, config_dict
 from bench.cpu import machine
 from bench.driver import Targets
@@ -91,24 +92,60 @@ async def run_own_stack(config: BenchConfig) -> dict[str, Any]:
     infra = Infrastructure(root)
     try:
         await asyncio.to_thread(infra.start)
-        dataset, generate_seconds = await asyncio.to_thread(build_dataset, config)
-        base_url = await asyncio.to_thread(infra.create_database, BASE_DATABASE)
-        await migrate_all(base_url)
-        results["dataset"] = {
-            **dataset.shape(),
-            "generate_seconds": generate_seconds,
-            **await asyncio.to_thread(load_dataset, base_url, dataset),
-        }
-        await asyncio.to_thread(infra.enable_statement_counts, BASE_DATABASE)
-        plan = await asyncio.to_thread(make_plan, dataset, config)
-        for number, mode in enumerate(config.modes):
-            last = number == len(config.modes) - 1
-            await _one_mode(config, infra, root, plan, mode, results, ceiling=number == 0, speedup=last)
+        if not config.microblog_only:
+            await _modes(config, infra, root, results)
+        if config.microblog or config.microblog_only:
+            results["microblog"] = await _microblog(config, infra, root)
     finally:
         await asyncio.to_thread(infra.stop)
         shutil.rmtree(root, ignore_errors=True)
     _finished(results, began)
     return results
+
+
+async def _modes(config: BenchConfig, infra: Infrastructure, root: Path, results: dict[str, Any]) -> None:
+    dataset, generate_seconds = await asyncio.to_thread(build_dataset, config)
+    base_url = await asyncio.to_thread(infra.create_database, BASE_DATABASE)
+    await migrate_all(base_url)
+    results["dataset"] = {
+        **dataset.shape(),
+        "generate_seconds": generate_seconds,
+        **await asyncio.to_thread(load_dataset, base_url, dataset),
+    }
+    await asyncio.to_thread(infra.enable_statement_counts, BASE_DATABASE)
+    plan = await asyncio.to_thread(make_plan, dataset, config)
+    for number, mode in enumerate(config.modes):
+        last = number == len(config.modes) - 1
+        await _one_mode(config, infra, root, plan, mode, results, ceiling=number == 0, speedup=last)
+
+
+async def _microblog(config: BenchConfig, infra: Infrastructure, root: Path) -> dict[str, Any]:
+    """The microblog phase on a database and an emptied Redis of its own, with the last timeline
+    mode; nobody has enough followers to be a celebrity."""
+    mode = config.modes[-1]
+    seed_plan = await asyncio.to_thread(microblog.make_seed_plan, config, int(time.time() * 1000))
+    url = await asyncio.to_thread(infra.create_database, microblog.DATABASE)
+    await migrate_all(url)
+    await asyncio.to_thread(load, url, seed_plan.copied, password_hash())
+    await asyncio.to_thread(infra.flush_redis)
+    settings = stack_settings(
+        root,
+        url,
+        infra.redis_url,
+        mode=mode,
+        threshold=config.microblog_users,
+        overrides={"fanout_workers": config.fanout_workers, "timeline_size": config.timeline_size},
+        processes=config.processes,
+    )
+    _say(f"-- microblog ({mode}): starting {config.processes} worker process(es) and Envoy")
+    running = await start_stack(settings, config.processes)
+    try:
+        stack = _under_test(f"microblog {mode}", settings, running, infra)
+        found = await microblog.measure(config, stack, seed_plan, root / "wrk")
+    finally:
+        await running.stop()
+    await asyncio.to_thread(infra.drop_database, microblog.DATABASE)
+    return {"mode": mode, **found}
 
 
 async def _one_mode(
@@ -199,6 +236,11 @@ def speedup_figures(mode: str, reads: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _one_worker(running: RunningStack, index: int) -> Callable[[], list[int]]:
+    """The pid of worker `index` (the one running now, should it have been restarted)."""
+    return lambda: running.worker_pids()[index : index + 1]
+
+
 def _under_test(
     label: str, settings: Settings, running: RunningStack, infra: Infrastructure | None
 ) -> StackUnderTest:
@@ -211,6 +253,8 @@ def _under_test(
             f"http://{settings.host}:{settings.metrics_port + i}/metrics" for i in range(running.processes)
         ]
     pids: dict[str, Callable[[], list[int]]] = {"stack": running.worker_pids, "envoy": running.envoy_pids}
+    for index in range(running.processes):
+        pids[f"worker{index}"] = _one_worker(running, index)
     if infra is not None:
         pids.update({"postgres": infra.postgres_pids, "redis": infra.redis_pids})
     return StackUnderTest(
@@ -222,6 +266,7 @@ def _under_test(
         metrics_urls=metrics,
         pids=pids,
         processes=running.processes,
+        timeline_namespace=settings.timeline_namespace,
     )
 
 

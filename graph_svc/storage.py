@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
 from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.db import Connections
@@ -100,33 +97,18 @@ class GraphStorage:
         """Add the edge, count it and add its `followed` event; False (and no event) when it
         already existed."""
         try:
-            async with self._write() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO graph.follows (follower_id, followee_id) VALUES (%s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1",
-                    (follower_id, followee_id),
-                )
-                added = await cur.fetchone() is not None
-                if added:
-                    followers = await _count_edge(conn, follower_id, followee_id, +1)
-                    await _add_event(conn, "followed", follower_id, followee_id, followers)
-                return added
+            async with self._read() as conn:
+                cur = await conn.execute(_FOLLOW, {"follower": follower_id, "followee": followee_id})
+                return await cur.fetchone() is not None
         except psycopg.errors.ForeignKeyViolation as exc:
             missing = follower_id if exc.diag.constraint_name == _FOLLOWER_CONSTRAINT else followee_id
             raise NotFound("user", missing) from None
 
     async def remove_follow(self, follower_id: int, followee_id: int) -> bool:
         """Remove the edge and add its `unfollowed` event; False (and no event) when there was none."""
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM graph.follows WHERE follower_id = %s AND followee_id = %s RETURNING 1",
-                (follower_id, followee_id),
-            )
-            removed = await cur.fetchone() is not None
-            if removed:
-                followers = await _count_edge(conn, follower_id, followee_id, -1)
-                await _add_event(conn, "unfollowed", follower_id, followee_id, followers)
-            return removed
+        async with self._read() as conn:
+            cur = await conn.execute(_UNFOLLOW, {"follower": follower_id, "followee": followee_id})
+            return await cur.fetchone() is not None
 
     async def list_followers(self, user_id: int, after: Keyset, limit: int) -> list[EdgeUser]:
         """Followers of user_id strictly after the keyset position, newest edge first."""
@@ -197,41 +179,55 @@ class GraphStorage:
         return row
 
 
-async def _count_edge(conn: AsyncConnection[Any], follower_id: int, followee_id: int, delta: int) -> int:
-    """Move both users' counts by delta; the followee's follower count after the change.
+def _edge_statement(change: str, delta: int, event_type: str) -> str:
+    """One statement, so one round trip and, in autocommit, its own transaction: `change` (an
+    INSERT or DELETE of the edge RETURNING a row when it changed it), then, only when it did,
+    both users' counts moved by delta and the edge's event added to the outbox. Returns a row
+    exactly when the edge changed.
 
-    Both rows are locked in ID order first, so that A following B while B follows A cannot
-    deadlock. A celebrity's row is a hot spot: its follows serialise on it, one short update each.
+    Both user rows are locked in ID order before they are updated, so that A following B while B
+    follows A cannot deadlock. A celebrity's row is a hot spot: its follows serialise on it, one
+    short update each. The event is keyed by the follower: the home timeline it changes. The
+    followee's follower count after the change tells the workers when someone becomes, or stops
+    being, a celebrity.
     """
-    await conn.execute(
-        "SELECT 1 FROM graph.users WHERE user_id IN (%s, %s) ORDER BY user_id FOR NO KEY UPDATE",
-        (follower_id, followee_id),
-    )
-    await conn.execute(
-        "UPDATE graph.users SET following_count = following_count + %s WHERE user_id = %s",
-        (delta, follower_id),
-    )
-    cur = await conn.execute(
-        "UPDATE graph.users SET follower_count = follower_count + %s WHERE user_id = %s"
-        " RETURNING follower_count",
-        (delta, followee_id),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+    return f"""
+        WITH changed AS ({change}),
+        counted AS (
+            UPDATE graph.users AS u
+            SET following_count = u.following_count
+                    + CASE WHEN u.user_id = %(follower)s THEN {delta} ELSE 0 END,
+                follower_count = u.follower_count
+                    + CASE WHEN u.user_id = %(followee)s THEN {delta} ELSE 0 END
+            FROM (
+                SELECT user_id FROM graph.users
+                WHERE user_id IN (%(follower)s, %(followee)s) AND EXISTS (SELECT FROM changed)
+                ORDER BY user_id
+                FOR NO KEY UPDATE
+            ) AS locked
+            WHERE u.user_id = locked.user_id
+            RETURNING u.user_id, u.follower_count
+        )
+        INSERT INTO graph.outbox (event_type, aggregate_id, payload)
+        SELECT '{event_type}', %(follower)s, jsonb_build_object(
+            'follower_id', %(follower)s,
+            'followee_id', %(followee)s,
+            'followee_follower_count', counted.follower_count
+        )
+        FROM counted
+        WHERE counted.user_id = %(followee)s
+        RETURNING 1
+    """
 
 
-async def _add_event(
-    conn: AsyncConnection[Any], event_type: str, follower_id: int, followee_id: int, followee_followers: int
-) -> None:
-    # Keyed by the follower: the home timeline the event changes. The followee's follower count
-    # after the change tells the workers when someone becomes, or stops being, a celebrity.
-    payload = {
-        "follower_id": follower_id,
-        "followee_id": followee_id,
-        "followee_follower_count": followee_followers,
-    }
-    await conn.execute(
-        "INSERT INTO graph.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
-        (event_type, follower_id, Jsonb(payload)),
-    )
+_FOLLOW = _edge_statement(
+    "INSERT INTO graph.follows (follower_id, followee_id) VALUES (%(follower)s, %(followee)s)"
+    " ON CONFLICT DO NOTHING RETURNING 1",
+    +1,
+    "followed",
+)
+_UNFOLLOW = _edge_statement(
+    "DELETE FROM graph.follows WHERE follower_id = %(follower)s AND followee_id = %(followee)s RETURNING 1",
+    -1,
+    "unfollowed",
+)

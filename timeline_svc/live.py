@@ -108,10 +108,10 @@ class RedisSubscription:
             if message.get("type") != "message":
                 continue
             data = message["data"]
-            text = data.decode() if isinstance(data, bytes) else str(data)
-            if text == "f":
+            raw = data if isinstance(data, bytes) else str(data).encode()
+            if raw == b"f":
                 await self._refresh()
                 changed = True
-            elif text.startswith("t:"):
+            elif raw.startswith(b"t:"):
                 with contextlib.suppress(ValueError):
-                    entries.append(Entry.parse(text[2:]))
+                    entries.append(Entry.parse(raw[2:]))

@@ -7,10 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from chirp_core.snowflake import NODE_BITS, SEQUENCE_BITS
-from timeline_svc.keys import timeline_member
-
-_SCORE_SHIFT = NODE_BITS + SEQUENCE_BITS
+from timeline_svc.keys import parse_member, timeline_member
 
 
 @dataclass(frozen=True)
@@ -72,23 +69,16 @@ class Entry:
     reply_to_user_id: int = 0
 
     @property
-    def member(self) -> str:
+    def member(self) -> bytes:
         return timeline_member(self.tweet_id, self.author_id, self.reply_to_user_id)
-
-    @property
-    def score(self) -> int:
-        """The tweet's millisecond: exact in a double (41 bits); ties sort by member, i.e. by ID."""
-        return self.tweet_id >> _SCORE_SHIFT
 
     @classmethod
     def of(cls, tweet: Tweet) -> Entry:
         return cls(tweet.tweet_id, tweet.user_id, tweet.reply_to_user_id)
 
     @classmethod
-    def parse(cls, member: bytes | str) -> Entry:
-        text = member.decode() if isinstance(member, bytes) else member
-        tweet_id, author_id, reply_to = text.split(":")
-        return cls(int(tweet_id), int(author_id), int(reply_to))
+    def parse(cls, member: bytes) -> Entry:
+        return cls(*parse_member(member))
 
 
 @dataclass(frozen=True)

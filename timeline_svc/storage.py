@@ -3,15 +3,19 @@ scripts in lua/), but the live stream's pub/sub (timeline_svc.live) and the even
 consumer group (timeline_svc.events). Redis errors leave here as ports.StoreUnavailable.
 
 Keys, under the namespace prefix P (settings.timeline_namespace):
-  P:tl:{reader}   the home timeline, a sorted set (layout in lua/lib.lua), capped, TTL = warm period
-  P:fl:{reader}   whom the reader follows (a set, with the sentinel "-"), kept with the timeline
+  P:tl:{reader}   the home timeline, a string of 16-byte binary records (layout in lua/lib.lua),
+                  capped, TTL = warm period: about 16 bytes per entry (a warm 800-entry timeline
+                  and a follow set of 100: under 16 KB, tests/timeline_svc/test_memory.py)
+  P:fl:{reader}   whom the reader follows (a set of integers, an intset in Redis, with the user 0
+                  so that it exists while empty), kept with the timeline
   P:fv:{reader}   per followee, the seq of the last follow (+) or unfollow (-) event applied
   P:rc:{author}   the author's recent tweets, same layout as a timeline, loaded on demand
   P:celebs        the authors above the celebrity threshold (hybrid mode)
   P:fc, P:fcv     follower count per author, and the seq of the event that set it
   P:backfill      former celebrities whose recent tweets are still being copied to timelines
-  P:live:u:{reader}  pub/sub: "t:<member>" when a tweet entered the timeline, "f" on a follow change
-  P:live:a:{author}  pub/sub: "t:<member>" for each tweet of the author (the celebrities' streams)
+  P:live:u:{reader}  pub/sub: "t:<entry>" when a tweet entered the timeline, "f" on a follow change
+  P:live:a:{author}  pub/sub: "t:<entry>" for each tweet of the author (the celebrities' streams)
+An <entry> is timeline_svc.keys.timeline_member: 24 bytes.
 The tweet cache is shared by every namespace, and the tweets service's own keys (what changed, the
 authors' last posts) are read here too: timeline_svc.keys.
 
@@ -47,7 +51,8 @@ from timeline_svc.ports import StoreUnavailable
 
 # Every Redis failure: raised as StoreUnavailable.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
-INFINITE = 10**19 - 1
+# The horizon of a set being built, and the bound of an unbounded read (lua/lib.lua's INF).
+INFINITE = b"\xff" * 8
 # A timeline or recent set being built expires after this long if its builder dies.
 BUILD_TTL_SECONDS = 30
 
@@ -94,8 +99,8 @@ def _translating(call: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
     return translating
 
 
-def _id(value: int) -> str:
-    return f"{value:019d}"
+def _id(value: int) -> bytes:
+    return value.to_bytes(8, "big")
 
 
 class TimelineStore:
@@ -146,7 +151,7 @@ class TimelineStore:
             [*self._reader_keys(reader), self.celebrities_key, last_post_key(reader)],
             [
                 reader,
-                _id(max_id or INFINITE),
+                _id(max_id) if max_id else INFINITE,
                 _id(min_id),
                 want,
                 1 if merge_celebrities else 0,
@@ -166,7 +171,7 @@ class TimelineStore:
         return RawPage(
             entries=[Entry.parse(m) for m in reply[4 : 4 + count]],
             cached=[_decode(blob) for blob in reply[4 + count : 4 + 2 * count]],
-            horizon=int(reply[1]),
+            horizon=int.from_bytes(reply[1], "big"),
             pending_own=int(pending) if pending else 0,
         )
 
@@ -181,6 +186,10 @@ class TimelineStore:
         return {int(m) for m in members}
 
     @_translating
+    async def entries(self, reader: int) -> list[Entry]:
+        """Every entry of the reader's Redis timeline, newest first (none when it is cold)."""
+        return [Entry.parse(m) for m in await self._run("entries", [self.timeline_key(reader)], [])]
+
     @_translating
     async def follows(self, reader: int, user_id: int) -> bool:
         return bool(await self.redis.sismember(self.following_key(reader), str(user_id)))
@@ -204,8 +213,7 @@ class TimelineStore:
         self, reader: int, followees: Collection[int], entries: Sequence[Entry], horizon: int
     ) -> None:
         args: list[Any] = [_id(horizon), self.cap, self.ttl, len(followees), *followees]
-        for entry in entries:
-            args += [entry.score, entry.member]
+        args += [entry.member for entry in entries]
         await self._run("build_finish", self._reader_keys(reader), args)
 
     @_translating
@@ -219,8 +227,7 @@ class TimelineStore:
     @_translating
     async def finish_recent(self, author: int, entries: Sequence[Entry], horizon: int) -> None:
         args: list[Any] = [_id(horizon), self.cap, self.ttl]
-        for entry in entries:
-            args += [entry.score, entry.member]
+        args += [entry.member for entry in entries]
         await self._run("recent_finish", [self.recent_key(author)], args)
 
     @_translating
@@ -235,24 +242,24 @@ class TimelineStore:
         if not readers:
             return 0
         keys = [self.timeline_key(r) for r in readers]
-        args = [entry.score, entry.member, self.cap, f"{self._prefix}tl:", f"{self._prefix}live:u:"]
+        args = [entry.member, self.cap, f"{self._prefix}tl:", f"{self._prefix}live:u:"]
         return int(await self._run("push", keys, args))
 
     @_translating
     async def push_recent(self, entry: Entry, *, announce: bool) -> None:
         channel = self.author_channel(entry.author_id) if announce else ""
-        args = [entry.score, entry.member, self.cap, self.ttl, channel]
+        args = [entry.member, self.cap, self.ttl, channel]
         await self._run("push_recent", [self.recent_key(entry.author_id)], args)
 
     @_translating
     async def remove(self, readers: Sequence[int], entry: Entry) -> None:
         keys = [self.timeline_key(r) for r in readers]
         if keys:
-            await self._run("remove", keys, [entry.member])
+            await self._run("remove", keys, [_id(entry.tweet_id)])
 
     @_translating
     async def remove_recent(self, entry: Entry) -> None:
-        await self._run("remove", [self.recent_key(entry.author_id)], [entry.member])
+        await self._run("remove", [self.recent_key(entry.author_id)], [_id(entry.tweet_id)])
 
     @_translating
     async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
@@ -316,6 +323,7 @@ _SCRIPT_NAMES = (
     "count",
     "celebrity",
     "backfill",
+    "entries",
 )
 
 

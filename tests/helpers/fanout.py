@@ -66,8 +66,7 @@ class Timeline:
 
     async def pushed(self, user_id: int) -> list[int]:
         """The tweet IDs in the reader's Redis timeline, newest first (no sentinel)."""
-        members = await self.redis.zrevrangebyscore(self.store.timeline_key(user_id), "+inf", 0)
-        return [int(m.split(b":")[0]) for m in members]
+        return [e.tweet_id for e in await self.store.entries(user_id)]
 
     async def stream(self, user_id: int, since_id: int = 0) -> Any:
         request = timeline_pb2.StreamHomeTimelineRequest(user_id=user_id, since_id=since_id)

@@ -86,7 +86,7 @@ async def redis_client(stack: Stack) -> AsyncIterator[redis.asyncio.Redis]:
 async def test_lib_lua_reply_ok(rule: Case, redis_client: redis.asyncio.Redis) -> None:
     reader, author, reply_to_user, follows = rule.ids(NUMBERED)
     following = f"test:reply-rule:{uuid.uuid4().hex}"
-    await redis_client.sadd(following, "-", *follows)
+    await redis_client.sadd(following, "0", *follows)
     library = resources.files("timeline_svc").joinpath("lua", "lib.lua").read_text()
     script = library + "\nreturn reply_ok(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) and 1 or 0"
     try:

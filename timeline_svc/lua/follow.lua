@@ -11,9 +11,9 @@ if redis.call('EXISTS', following) == 0 then return 'cold' end
 local reader, followee, seq = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local seen = redis.call('HGET', versions, followee)
 if seen and math.abs(tonumber(seen)) >= seq then return 'stale' end
-local merge = ARGV[4] == '1' and ARGV[5] == '1' and redis.call('EXISTS', tl) == 1
+local merging = ARGV[4] == '1' and ARGV[5] == '1' and redis.call('EXISTS', tl) == 1
 -- A set still being built (horizon INF) would lift the timeline's horizon for good: wait for it.
-if merge and (redis.call('EXISTS', KEYS[4]) == 0 or horizon(KEYS[4]) == INF or horizon(tl) == INF) then
+if merging and (redis.call('EXISTS', KEYS[4]) == 0 or horizon(KEYS[4]) == INF or horizon(tl) == INF) then
   return 'need_recent'
 end
 
@@ -21,28 +21,40 @@ local ttl = tonumber(ARGV[7])
 if ARGV[4] == '1' then
   redis.call('HSET', versions, followee, seq)
   redis.call('SADD', following, followee)
-  if merge then
-    local h = horizon(KEYS[4])
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], 0, '+inf')) do
-      local id, author, reply = parse(m)
-      if id > h and reply_ok(following, reader, author, reply) then
-        redis.call('ZADD', tl, score_of(m), m)
+  if merging then
+    local rc = decode(redis.call('GET', KEYS[4]))
+    local set = decode(redis.call('GET', tl))
+    local user = decimals()
+    local entries = {}
+    for _, e in ipairs(rc.list) do
+      if id_lt(rc.h, e[1]) and reply_ok(following, reader, user(e[2]), e[3] == ZERO and '0' or user(e[3])) then
+        entries[#entries + 1] = e
       end
     end
-    raise_horizon(tl, h)
-    trim(tl, tonumber(ARGV[6]))
+    merge(set, entries)
+    raise(set, rc.h)
+    trim_set(set, tonumber(ARGV[6]))
+    store(tl, encode(set))
   end
 else
   redis.call('HSET', versions, followee, -seq)
   redis.call('SREM', following, followee)
-  if redis.call('EXISTS', tl) == 1 then
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', tl, 0, '+inf')) do
-      local id, author, reply = parse(m)
+  local s = redis.call('GET', tl)
+  if s then
+    local set = decode(s)
+    local user = decimals()
+    local kept = {}
+    for _, e in ipairs(set.list) do
+      local author, reply = user(e[2]), e[3] == ZERO and '0' or user(e[3])
       -- An unfollow takes out what only the follow let in (timeline_svc/visibility.py): the
       -- followee's tweets, and others' replies to them unless they are self-replies or the reader's.
-      if author == followee or (reply == followee and author ~= followee and author ~= reader) then
-        redis.call('ZREM', tl, m)
+      if not (author == followee or (reply == followee and author ~= followee and author ~= reader)) then
+        kept[#kept + 1] = e
       end
+    end
+    if #kept < #set.list then
+      set.list = kept
+      store(tl, encode(set))
     end
   end
 end

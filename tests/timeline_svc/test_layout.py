@@ -1,0 +1,76 @@
+"""The binary layout of timelines in Redis (lua/lib.lua) through TimelineStore: entries in any order,
+replies, duplicates, the cap and its horizon, deletes, and IDs near 2^63."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+import redis.asyncio
+
+from chirp_app.stack import Stack
+from chirp_core.redis_client import open_redis
+from timeline_svc.models import Entry
+from timeline_svc.storage import RawPage, TimelineStore
+
+CAP = 50
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store(stack: Stack) -> AsyncIterator[TimelineStore]:
+    client: redis.asyncio.Redis = open_redis(stack.redis_url)
+    try:
+        yield TimelineStore(client, namespace=f"test-layout-{uuid.uuid4().hex[:8]}", cap=CAP, ttl_seconds=60)
+    finally:
+        await client.aclose()
+
+
+async def warm(store: TimelineStore, reader: int, follows: list[int]) -> None:
+    assert await store.begin_build(reader)
+    await store.finish_build(reader, follows, [], 0)
+
+
+async def test_pushes_in_any_order_keep_the_newest_with_their_replies(store: TimelineStore) -> None:
+    rng = random.Random(7)
+    reader, authors = 11, [2**62 + i for i in range(5)]
+    await warm(store, reader, authors)
+    base = 2**62 + 12345
+    entries = [
+        Entry(base + rng.randrange(10**12), rng.choice(authors), rng.choice([0, 0, 0, *authors]))
+        for _ in range(4 * CAP)
+    ]
+    for entry in entries:
+        await store.push([reader], entry)
+        await store.push([reader], entry)  # twice: no duplicate
+
+    newest = sorted(set(entries), key=lambda e: e.tweet_id, reverse=True)
+    assert await store.entries(reader) == newest[:CAP]
+    page = await store.read(reader, max_id=0, min_id=0, want=CAP + 10, merge_celebrities=False)
+    assert isinstance(page, RawPage)
+    assert page.entries == newest[:CAP]
+    assert page.horizon == newest[CAP].tweet_id  # the newest entry dropped
+
+
+async def test_reading_below_a_cursor_and_deleting(store: TimelineStore) -> None:
+    reader, author, other = 21, 22, 23
+    await warm(store, reader, [author, other])
+    entries = [Entry(1000 + i, author, other if i % 3 == 0 else 0) for i in range(30)]
+    for entry in entries:
+        await store.push([reader], entry)
+    newest = list(reversed(entries))
+
+    page = await store.read(reader, max_id=1020, min_id=1005, want=100, merge_celebrities=False)
+    assert isinstance(page, RawPage)
+    assert page.entries == [e for e in newest if 1005 < e.tweet_id < 1020]
+
+    await store.remove([reader], entries[12])  # a reply
+    await store.remove([reader], entries[13])
+    await store.remove([reader], entries[13])  # gone already: nothing changes
+    assert await store.entries(reader) == [e for e in newest if e.tweet_id not in (1012, 1013)]
+
+
+async def test_a_cold_timeline_reads_cold_and_has_no_entries(store: TimelineStore) -> None:
+    assert await store.entries(31) == []
+    assert not isinstance(await store.read(31, max_id=0, min_id=0, want=10, merge_celebrities=False), RawPage)

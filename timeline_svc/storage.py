@@ -3,19 +3,20 @@ scripts in lua/), but the live stream's pub/sub (timeline_svc.live) and the even
 consumer group (timeline_svc.events). Redis errors leave here as ports.StoreUnavailable.
 
 Keys, under the namespace prefix P (settings.timeline_namespace):
-  P:tl:{reader}   the home timeline, a string of 16-byte binary records (layout in lua/lib.lua),
+  P:t:{reader}    the home timeline, a string of 16-byte binary records (layout in lua/lib.lua),
                   capped, TTL = warm period: about 16 bytes per entry (a warm 800-entry timeline
-                  and a follow set of 100: under 16 KB, tests/timeline_svc/test_memory.py)
+                  and a follow set of 100: under 16 KB, tests/timeline_svc/fanout/test_memory.py)
   P:fl:{reader}   whom the reader follows (a set of integers, an intset in Redis, with the user 0
                   so that it exists while empty), kept with the timeline
   P:fv:{reader}   per followee, the seq of the last follow (+) or unfollow (-) event applied
-  P:rc:{author}   the author's recent tweets, same layout as a timeline, loaded on demand
+  P:r:{author}    the author's recent tweets, same layout as a timeline, loaded on demand
   P:celebs        the authors above the celebrity threshold (hybrid mode)
   P:fc, P:fcv     follower count per author, and the seq of the event that set it
   P:backfill      former celebrities whose recent tweets are still being copied to timelines
   P:live:u:{reader}  pub/sub: "t:<entry>" when a tweet entered the timeline, "f" on a follow change
   P:live:a:{author}  pub/sub: "t:<entry>" for each tweet of the author (the celebrities' streams)
 An <entry> is timeline_svc.keys.timeline_member: 24 bytes.
+(Sorted sets under P:tl: and P:rc: were the layout before; they are left to expire.)
 The tweet cache is shared by every namespace, and the tweets service's own keys (what changed, the
 authors' last posts) are read here too: timeline_svc.keys.
 
@@ -119,7 +120,7 @@ class TimelineStore:
     # Keys and channels.
 
     def timeline_key(self, reader: int) -> str:
-        return f"{self._prefix}tl:{reader}"
+        return f"{self._prefix}t:{reader}"
 
     def following_key(self, reader: int) -> str:
         return f"{self._prefix}fl:{reader}"
@@ -128,7 +129,7 @@ class TimelineStore:
         return f"{self._prefix}fv:{reader}"
 
     def recent_key(self, author: int) -> str:
-        return f"{self._prefix}rc:{author}"
+        return f"{self._prefix}r:{author}"
 
     def reader_channel(self, reader: int) -> str:
         return f"{self._prefix}live:u:{reader}"
@@ -156,7 +157,7 @@ class TimelineStore:
                 want,
                 1 if merge_celebrities else 0,
                 self.ttl,
-                f"{self._prefix}rc:",
+                f"{self._prefix}r:",
                 TWEET_KEY_PREFIX,
                 CHANGED_KEY_PREFIX,
             ],
@@ -242,7 +243,7 @@ class TimelineStore:
         if not readers:
             return 0
         keys = [self.timeline_key(r) for r in readers]
-        args = [entry.member, self.cap, f"{self._prefix}tl:", f"{self._prefix}live:u:"]
+        args = [entry.member, self.cap, f"{self._prefix}t:", f"{self._prefix}live:u:"]
         return int(await self._run("push", keys, args))
 
     @_translating

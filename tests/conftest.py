@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,8 +22,12 @@ from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
 from tests.helpers.api import Api, api_for
+from tests.helpers.pgbouncer import PgBouncer
 
 SCHEMAS = ("graph", "tweets")
+# With CHIRP_TEST_PGBOUNCER=1, the pgbouncer (transaction mode) in front of the test server, which
+# the services of settings_for_tests go through; the tests' own queries go to the server directly.
+_pgbouncer: list[PgBouncer] = []
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +35,8 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a PostgreSQL server's maintenance database."""
     external = os.environ.get("CHIRP_TEST_DATABASE_URL")
     if external:
-        yield external
+        with pgbouncer_in_front(external):
+            yield external
         return
     # Outside pytest's temp root: each pytest session resets that root to 0700, which would lock
     # the server's system user out of a data directory another running session still uses.
@@ -38,10 +44,27 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedPostgres(data_dir)
     server.start()
     try:
-        yield server.dsn
+        with pgbouncer_in_front(server.dsn):
+            yield server.dsn
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def pgbouncer_in_front(server_url: str) -> Iterator[None]:
+    """With CHIRP_TEST_PGBOUNCER=1, a pgbouncer in transaction mode in front of the server."""
+    if os.environ.get("CHIRP_TEST_PGBOUNCER") != "1":
+        yield
+        return
+    bouncer = PgBouncer(server_url)
+    bouncer.start()
+    _pgbouncer.append(bouncer)
+    try:
+        yield
+    finally:
+        _pgbouncer.clear()
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +80,12 @@ def database_url(postgres_server: str) -> Iterator[str]:
 
 
 def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> Settings:
-    """Every port free; CHIRP_TEST_REDIS_URL names an external Redis, else an embedded one starts."""
+    """Every port free; CHIRP_TEST_REDIS_URL names an external Redis, else an embedded one starts.
+    With CHIRP_TEST_PGBOUNCER=1 the services reach the database through pgbouncer, preparing no
+    statements (which transaction mode needs)."""
+    if _pgbouncer:
+        database_url = _pgbouncer[0].url(database_url)
+        changes = {"db_prepare_threshold": None, **changes}
     return Settings(
         database_url=database_url,
         redis_url=os.environ.get("CHIRP_TEST_REDIS_URL") or None,

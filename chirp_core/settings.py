@@ -90,6 +90,9 @@ class Settings:
     # A limits file in envoyproxy/ratelimit format; empty means the one shipped in edge_proxy/,
     # "off" turns rate limiting off.
     rate_limits: str = ""
+    # Envoy waits this long (at least 1) for the rate-limit service's answer on a write, then lets
+    # the write through: a stalled limiter (or its Redis) costs a write at most this much.
+    rate_limit_timeout_ms: int = 50
     # How long the auth service caches a validated token in Redis.
     auth_cache_seconds: float = 30.0
     # Largest request body the gateway accepts, and the deadline it gives each upstream call.

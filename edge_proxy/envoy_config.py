@@ -9,8 +9,9 @@ production form (hosts graph, tweets, timeline, edge by DNS), which is edge_prox
 
 A request passes: header_mutation (on the way out: drops grpc-* and x-envoy-* headers) -> health
 check (/healthz) -> grpc_web -> ext_authz (bearer token -> x-chirp-user-id; a route marked public
-needs no token) -> ratelimit (the route's descriptors) -> grpc_json_transcoder (REST -> gRPC; gRPC
-and gRPC-Web calls pass as they are) -> the media cache (/media/ only) -> router. Envoy's own
+needs no token) -> local_ratelimit (reads: a token bucket per user, in Envoy) -> ratelimit (writes
+and sign-ins: the route's descriptors, to the rate-limit service) -> grpc_json_transcoder (REST ->
+gRPC; gRPC and gRPC-Web calls pass as they are) -> the media cache (/media/ only) -> router. Envoy's own
 error answers are rewritten into google.rpc.Status JSON (local_reply_config); answers our
 services, the auth service or the rate-limit service wrote are left as they are.
 """
@@ -31,7 +32,22 @@ from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
 from chirp_core.settings import Settings, target_addresses
 from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
 from edge_proxy.http_rules import HttpRoute, http_routes
-from edge_proxy.limits import ALL_REQUESTS, DOMAIN, PER_USER_RPCS, SIGN_IN, SIGN_IN_RPCS, USER_ID, limits_file
+from edge_proxy.limits import (
+    DEFAULT_LIMITS_FILE,
+    DOMAIN,
+    GENERIC_KEY,
+    MAX_READ_BUCKETS,
+    PER_USER_RPCS,
+    READS,
+    SIGN_IN,
+    SIGN_IN_RPCS,
+    USER_ID,
+    WRITES,
+    ReadLimit,
+    is_read,
+    limits_file,
+    load_limits,
+)
 
 TYPE = "type.googleapis.com/"
 # Which upstream cluster serves each service of the contracts.
@@ -69,6 +85,10 @@ HIDDEN_RESPONSE_HEADERS = (
 )
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
+# Route metadata naming a route's budget in Envoy's local rate limit (reads): the local filter's
+# descriptor is (generic_key: <budget>, user_id: <x-chirp-user-id>), and a route without it has none.
+BUDGET_METADATA = "chirp.rate_limit"
 HEADER_CHECK = "envoy.filters.http.lua"
 # Header values hold visible ASCII, spaces and tabs, and a request ID visible ASCII only: the
 # services get headers as gRPC metadata, which holds no more (and tags log lines with the ID).
@@ -124,6 +144,10 @@ class EnvoyOptions:
     descriptor_path: str
     upstreams: tuple[Upstream, ...]
     rate_limiting: bool = True
+    # The per-user read budgets Envoy enforces itself (the limits file's `reads` entry); empty: none.
+    read_limits: tuple[ReadLimit, ...] = ()
+    # How long the ratelimit filter waits for the rate-limit service before letting a write through.
+    rate_limit_timeout_seconds: float = 0.05
     max_body_bytes: int = 64 * 1024
     upstream_timeout_seconds: float = 10.0
     stream_idle_timeout_seconds: float = 300.0
@@ -161,6 +185,8 @@ class EnvoyOptions:
             descriptor_path=descriptor_path,
             upstreams=tuple(upstreams),
             rate_limiting=limits_file(settings) is not None,
+            read_limits=_read_limits(settings),
+            rate_limit_timeout_seconds=settings.rate_limit_timeout_ms / 1000,
             max_body_bytes=settings.max_body_bytes,
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             stream_idle_timeout_seconds=settings.envoy_stream_idle_timeout_seconds,
@@ -196,7 +222,13 @@ def production_options() -> EnvoyOptions:
             Upstream(EDGE_CLUSTER, (("edge", 50054),)),
         ),
         openapi_file="/etc/chirp/openapi.json",
+        read_limits=load_limits(DEFAULT_LIMITS_FILE).reads,
     )
+
+
+def _read_limits(settings: Settings) -> tuple[ReadLimit, ...]:
+    path = limits_file(settings)
+    return () if path is None else load_limits(path).reads
 
 
 def _web_root(configured: Path | None) -> str:
@@ -217,18 +249,22 @@ def _duration(seconds: float) -> str:
 # Routes.
 
 
+def _user_action() -> dict[str, Any]:
+    return {"request_headers": {"header_name": USER_ID_HEADER, "descriptor_key": USER_ID}}
+
+
 def rate_limit_actions(rpc: str) -> list[dict[str, Any]]:
-    """The route's rate_limits: sign-up and log-in per client IP; every other call per user, plus a
-    budget of its own for PER_USER_RPCS. The descriptors match edge_proxy/ratelimit.yaml."""
+    """A write route's rate_limits, for the rate-limit service: sign-up and log-in per client IP;
+    every other write per user, plus a budget of its own for PER_USER_RPCS. The descriptors match
+    edge_proxy/ratelimit.yaml. (A read route has none: Envoy limits reads itself, read_limit_config.)"""
 
     def generic(value: str) -> dict[str, Any]:
         return {"generic_key": {"descriptor_value": value}}
 
     if rpc in SIGN_IN_RPCS:
-        return [{"actions": [generic(value), {"remote_address": {}}]} for value in (SIGN_IN, ALL_REQUESTS)]
-    user = {"request_headers": {"header_name": USER_ID_HEADER, "descriptor_key": USER_ID}}
+        return [{"actions": [generic(value), {"remote_address": {}}]} for value in (SIGN_IN, WRITES)]
     own = [PER_USER_RPCS[rpc]] if rpc in PER_USER_RPCS else []
-    return [{"actions": [generic(value), user]} for value in (*own, ALL_REQUESTS)]
+    return [{"actions": [generic(value), _user_action()]} for value in (*own, WRITES)]
 
 
 def _method_is(verb: str) -> list[dict[str, Any]]:
@@ -264,16 +300,20 @@ def _filters_off(route: dict[str, Any], *names: str) -> dict[str, Any]:
 
 def _rpc_route(name: str, match: dict[str, Any], http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
     """A route to an RPC's cluster with its policy: a deadline (none, and no idle limit, for a live
-    stream, for as long as the client listens), its rate limits, public or not."""
+    stream, for as long as the client listens), its rate limits (a read: the per-user budget Envoy
+    keeps itself; a write: the rate-limit service's descriptors), public or not."""
     action: dict[str, Any] = {"cluster": CLUSTER_OF_SERVICE[http.service]}
     if http.server_streaming:
         action["timeout"] = "0s"
         action["idle_timeout"] = "0s"
     else:
         action["timeout"] = _duration(options.upstream_timeout_seconds)
-    if options.rate_limiting:
+    read = is_read(http.verb) and http.rpc not in SIGN_IN_RPCS
+    if options.rate_limiting and not read:
         action["rate_limits"] = rate_limit_actions(http.rpc)
     route: dict[str, Any] = {"name": name, "match": match, "route": action}
+    if options.rate_limiting and read and options.read_limits:
+        route["metadata"] = {"filter_metadata": {BUDGET_METADATA: {"budget": READS}}}
     return _public(route) if http.rpc in PUBLIC_RPCS else route
 
 
@@ -434,17 +474,24 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
             },
         },
     ]
+    if options.rate_limiting and options.read_limits:
+        # After authentication, which sets the user header the buckets are keyed on.
+        filters.append({"name": LOCAL_RATELIMIT, "typed_config": read_limit_config(options.read_limits)})
     if options.rate_limiting:
+        if options.rate_limit_timeout_seconds <= 0:
+            raise ValueError("CHIRP_RATE_LIMIT_TIMEOUT_MS must be >= 1")
         filters.append(
             {
                 "name": "envoy.filters.http.ratelimit",
                 "typed_config": {
                     "@type": TYPE + "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
                     "domain": DOMAIN,
-                    # Fail open: the rate-limit service (or its Redis) down or slow lets traffic
-                    # through. Its Redis calls give up after settings.redis_timeout_ms, so this
-                    # bound only matters when the service itself stalls; it must stay small.
-                    "timeout": "0.1s",
+                    # Writes only (a read route has no descriptor for it, so no call is made).
+                    # Fail open: the rate-limit service (or its Redis) down or slow lets the write
+                    # through after this long. Its Redis calls give up after
+                    # settings.redis_timeout_ms, so this bound only matters when the service
+                    # itself stalls; it must stay small.
+                    "timeout": _duration(options.rate_limit_timeout_seconds),
                     "failure_mode_deny": False,
                     "enable_x_ratelimit_headers": "OFF",
                     "disable_x_envoy_ratelimited_header": True,
@@ -500,6 +547,51 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
     return filters
 
 
+def read_limit_config(limits: tuple[ReadLimit, ...]) -> dict[str, Any]:
+    """Envoy's local rate limit for reads: one token bucket per user (a descriptor entry with no
+    value makes Envoy keep one per value seen, at most MAX_READ_BUCKETS), on the routes whose
+    metadata names the `reads` budget; no default bucket, so any other route passes untouched.
+    A refused read is 429 (gRPC: RESOURCE_EXHAUSTED) with Retry-After and x-ratelimit-* headers
+    (those on every read), its Status JSON body written by local_reply_config."""
+    budget = {
+        "metadata": {
+            "descriptor_key": GENERIC_KEY,
+            "metadata_key": {"key": BUDGET_METADATA, "path": [{"key": "budget"}]},
+            "source": "ROUTE_ENTRY",
+        }
+    }
+
+    def always(key: str) -> dict[str, Any]:
+        return {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": key}
+
+    retry_after = max(limit.retry_after_seconds for limit in limits)
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": READS,
+        "filter_enabled": always("chirp.reads.enabled"),
+        "filter_enforced": always("chirp.reads.enforced"),
+        "rate_limits": [{"actions": [budget, _user_action()]}],
+        "descriptors": [
+            {
+                "entries": [
+                    {"key": GENERIC_KEY, "value": READS},
+                    {"key": USER_ID, "value": limit.user_id or ""},
+                ],
+                "token_bucket": {
+                    "max_tokens": limit.tokens,
+                    "tokens_per_fill": limit.tokens,
+                    "fill_interval": _duration(limit.refill_seconds),
+                },
+            }
+            for limit in limits
+        ],
+        "max_dynamic_descriptors": MAX_READ_BUCKETS,
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+        "rate_limited_as_resource_exhausted": True,
+        "response_headers_to_add": _set_headers({"retry-after": str(retry_after)}),
+    }
+
+
 def cache_config(options: EnvoyOptions) -> dict[str, Any]:
     """A file-system cache under the run directory, bounded in size (least recently used out)."""
     return {
@@ -518,7 +610,9 @@ def cache_config(options: EnvoyOptions) -> dict[str, Any]:
 def local_reply_config() -> dict[str, Any]:
     """Envoy's own error answers (no route, bad JSON, body too large, upstream down, rate limited)
     as google.rpc.Status JSON. The auth service's denials (flag UAEX) and the rate-limit service's
-    (RL) carry their own JSON body and are kept: the first mapper that matches wins."""
+    (RL) carry their own JSON body and are kept: the first mapper that matches wins. A read refused
+    by Envoy's local rate limit also has flag RL but only a plain-text body, so it is matched first
+    (by its response code details) and given its Status body here."""
     healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTH_PATH}}}}
 
     def status_is(status: int) -> dict[str, Any]:
@@ -532,7 +626,32 @@ def local_reply_config() -> dict[str, Any]:
             "body_format_override": body,
         }
 
+    local_rate_limited = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "response.code_details == 'local_rate_limited'",
+            },
+        }
+    }
+    reads_limited = {
+        "code": 8,
+        "message": "rate limit exceeded: reads per user; retry after the Retry-After header's seconds",
+        "details": [
+            {
+                "@type": TYPE + "google.rpc.ErrorInfo",
+                "reason": "RATE_LIMITED",
+                "domain": ERROR_DOMAIN,
+                "metadata": {"limit": "reads per user"},
+            }
+        ],
+    }
     mappers: list[dict[str, Any]] = [
+        {
+            "filter": local_rate_limited,
+            "body_format_override": {"json_format": reads_limited, "content_type": "application/json"},
+        },
         {"filter": {"response_flag_filter": {"flags": ["UAEX", "RL"]}}},
         health(200, "SERVING"),
         health(503, "NOT_SERVING"),

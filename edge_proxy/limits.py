@@ -1,9 +1,13 @@
 """Rate limits: the limits file (envoyproxy/ratelimit format), the lookup of a descriptor's limit,
-and fixed-window arithmetic.
+fixed-window arithmetic, and which calls are limited where.
 
-The descriptors Envoy sends come from the route `rate_limits` actions that
-edge_proxy.envoy_config writes; tests/edge_proxy checks each has a limit in the shipped file.
-No Redis and no gRPC here: the service around it is edge_proxy.ratelimit.
+Writes and sign-ins are counted by the rate-limit service (edge_proxy.ratelimit, counters in
+Redis), with the descriptors of the route `rate_limits` actions edge_proxy.envoy_config writes.
+Reads (every RPC whose HTTP binding is a GET: its REST, gRPC and gRPC-Web forms, the live stream
+included) never reach that service: Envoy limits them itself with its local rate limit filter, one
+token bucket per user, sized by the `reads` entry of the same limits file (read_limits). Either
+way tests/edge_proxy checks that every route's descriptors have a limit in the shipped file.
+No Redis and no gRPC here.
 """
 
 from __future__ import annotations
@@ -44,14 +48,25 @@ Descriptor = tuple[Entry, ...]
 GENERIC_KEY = "generic_key"
 USER_ID = "user_id"
 REMOTE_ADDRESS = "remote_address"
-ALL_REQUESTS = "requests"
+# Every write call: per user, or per client IP for sign-up and log-in (rate-limit service).
+WRITES = "writes"
 SIGN_IN = "sign_in"
+# Every read call per user: Envoy's local rate limit, no remote call (read_limits).
+READS = "reads"
+# The HTTP verb of a read's binding; every other verb is a write. A read changes nothing, so
+# Envoy may refuse it on its own count without asking the shared counters.
+READ_VERB = "GET"
+# Envoy keeps one read bucket per user for at most this many users at once, the least recently
+# seen dropped first (a dropped user starts again with a full bucket). About 100 bytes each.
+MAX_READ_BUCKETS = 100_000
+# Largest token bucket Envoy takes (its sizes are 32-bit).
+MAX_BUCKET_TOKENS = 2**32 - 1
 
 # Calls counted per client IP (they carry no token): sign-up and login share one budget.
 SIGN_IN_RPCS = frozenset(
     {"/chirp.users.v1.UserService/CreateUser", "/chirp.users.v1.UserService/CreateSession"}
 )
-# Calls with a budget of their own per user, besides the budget of all requests.
+# Calls with a budget of their own per user, besides the budget of all writes.
 PER_USER_RPCS: Mapping[str, str] = {
     "/chirp.tweets.v1.TweetService/CreateTweet": "tweet_create",
     "/chirp.graph.v1.GraphService/Follow": "follow",
@@ -110,6 +125,35 @@ def judge(limit: Limit, count: int) -> Verdict:
     return Verdict(count > limit.requests_per_unit, max(0, limit.requests_per_unit - count))
 
 
+@dataclass(frozen=True)
+class ReadLimit:
+    """A per-user read budget as Envoy's local rate limit keeps it: a token bucket holding
+    `tokens`, refilled at `tokens` per `refill_seconds` continuously, so a refused read may retry
+    once one token is back (retry_after_seconds). `user_id` None gives every user a bucket of their
+    own; a user ID sizes that user's alone (it wins, as `key: value` wins over `key` alone)."""
+
+    user_id: str | None
+    limit: Limit
+
+    @property
+    def tokens(self) -> int:
+        return MAX_BUCKET_TOKENS if self.limit.unlimited else self.limit.requests_per_unit
+
+    @property
+    def refill_seconds(self) -> int:
+        return 1 if self.limit.unlimited else self.limit.window_seconds
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Seconds until a refused read has a token again (the whole window for a limit of 0)."""
+        return max(1, math.ceil(self.refill_seconds / max(1, self.tokens)))
+
+
+def is_read(verb: str) -> bool:
+    """Whether an RPC bound to this HTTP verb is a read (Envoy's local limit) or a write."""
+    return verb.upper() == READ_VERB
+
+
 @dataclass
 class _Node:
     limit: Limit | None = None
@@ -123,6 +167,8 @@ class RateLimitConfig:
     domain: str
     source: str
     _root: _Node = field(repr=False)
+    # The `generic_key: reads` entry, which Envoy enforces itself; empty: reads are not limited.
+    reads: tuple[ReadLimit, ...] = ()
 
     def find(self, descriptor: Sequence[Entry]) -> Limit | None:
         """The limit for a descriptor, matched as envoyproxy/ratelimit matches it: level by level,
@@ -168,7 +214,29 @@ def parse_limits(text: str, source: str = "<limits>") -> RateLimitConfig:
         raise LimitsError(f"{source}: `domain` must be a non-empty string")
     tree = _Node()
     _load_level(tree, root.get("descriptors"), source, "descriptors")
-    return RateLimitConfig(domain, source, tree)
+    return RateLimitConfig(domain, source, tree, _read_limits(tree, source))
+
+
+def _read_limits(tree: _Node, source: str) -> tuple[ReadLimit, ...]:
+    """The `generic_key: reads` entry: `user_id` limits (any user, or one user) and nothing else,
+    since Envoy counts reads per user and matches its descriptors whole."""
+    reads = tree.children.get((GENERIC_KEY, READS))
+    if reads is None:
+        return ()
+    where = f"{source}: descriptor `{GENERIC_KEY}: {READS}`"
+    if reads.limit is not None:
+        raise LimitsError(f"{where}: reads are limited per user; put its rate_limit under `key: {USER_ID}`")
+    found: list[ReadLimit] = []
+    for (key, value), node in reads.children.items():
+        if key != USER_ID or node.limit is None or node.children:
+            raise LimitsError(
+                f"{where}: only `key: {USER_ID}` entries with a rate_limit and no deeper descriptors"
+                f" belong under it (Envoy counts reads per user), got `{key}`"
+            )
+        if node.limit.requests_per_unit > MAX_BUCKET_TOKENS:
+            raise LimitsError(f"{where}: requests_per_unit: at most {MAX_BUCKET_TOKENS} for reads")
+        found.append(ReadLimit(value, node.limit))
+    return tuple(found)
 
 
 def _load_level(parent: _Node, items: Any, source: str, where: str) -> None:

@@ -1,6 +1,12 @@
 """Rate limiting at the edge: Envoy's global rate-limit gRPC API
 (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit), counted in Redis.
 
+Envoy calls it for writes and sign-ins only: a read route has no descriptor for it, and Envoy
+limits reads itself with a token bucket per user (edge_proxy.limits, read_limits), so a read
+costs no call here. Envoy waits settings.rate_limit_timeout_ms for an answer, then lets the write
+through; the Redis calls here give up sooner or as soon (settings.redis_timeout_ms, then the
+circuit breaker skips Redis: chirp_core.redis_client), so a stalled Redis still gets an answer.
+
 Each descriptor with a limit gets one counter per fixed window, incremented atomically by a Lua
 script (INCRBY, and the expiry set when the window's key is new). If Redis fails, every request is
 let through and a warning logged: Envoy's `failure_mode_deny: false`, and DESIGN.md's rule that

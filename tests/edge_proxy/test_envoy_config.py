@@ -16,7 +16,7 @@ from google.protobuf import descriptor_pb2
 
 from chirp_core.rpc import USER_ID_HEADER
 from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
-from edge_proxy.envoy_config import CLUSTER_OF_SERVICE, production_yaml
+from edge_proxy.envoy_config import BUDGET_METADATA, CLUSTER_OF_SERVICE, production_yaml
 from edge_proxy.http_rules import descriptor_set
 from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, load_limits
 
@@ -29,6 +29,7 @@ FILTER_ORDER = [
     "envoy.filters.http.health_check",
     "envoy.filters.http.grpc_web",
     "envoy.filters.http.ext_authz",
+    "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.ratelimit",
     "envoy.filters.http.grpc_json_transcoder",
     "envoy.filters.http.router",
@@ -109,6 +110,10 @@ def rendered_descriptors(route: dict[str, Any]) -> list[tuple[tuple[str, str], .
     ext_authz set x-chirp-user-id, or removed it on the public routes)."""
     headers = {} if "/" + route["name"] in SIGN_IN_RPCS else {USER_ID_HEADER: str(SAMPLE_USER)}
     descriptors = []
+    # A read: Envoy's local rate limit, with the budget its route's metadata names.
+    budget = route.get("metadata", {}).get("filter_metadata", {}).get(BUDGET_METADATA, {}).get("budget")
+    if budget is not None and USER_ID_HEADER in headers:
+        descriptors.append((("generic_key", budget), ("user_id", headers[USER_ID_HEADER])))
     for rate_limit in route["route"].get("rate_limits", []):
         entries: list[tuple[str, str]] = []
         for action in rate_limit["actions"]:
@@ -202,19 +207,19 @@ def test_descriptors_per_user_and_per_ip(routes: list[dict[str, Any]]) -> None:
     user = str(SAMPLE_USER)
     assert rendered_descriptors(rest["chirp.tweets.v1.TweetService/CreateTweet"]) == [
         (("generic_key", "tweet_create"), ("user_id", user)),
-        (("generic_key", "requests"), ("user_id", user)),
+        (("generic_key", "writes"), ("user_id", user)),
     ]
     assert rendered_descriptors(rest["chirp.graph.v1.GraphService/Follow"])[0] == (
         ("generic_key", "follow"),
         ("user_id", user),
     )
     assert rendered_descriptors(rest["chirp.tweets.v1.TweetService/GetTweet"]) == [
-        (("generic_key", "requests"), ("user_id", user))
+        (("generic_key", "reads"), ("user_id", user))
     ]
     for rpc in SIGN_IN_RPCS:
         assert rendered_descriptors(rest[rpc[1:]]) == [
             (("generic_key", "sign_in"), ("remote_address", SAMPLE_IP)),
-            (("generic_key", "requests"), ("remote_address", SAMPLE_IP)),
+            (("generic_key", "writes"), ("remote_address", SAMPLE_IP)),
         ]
 
 

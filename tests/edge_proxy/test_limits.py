@@ -1,4 +1,5 @@
-"""The limits file (envoyproxy/ratelimit format plus unit_multiplier), descriptor lookup, windows,"""
+"""The limits file (envoyproxy/ratelimit format plus unit_multiplier), descriptor lookup, windows,
+and the read limits Envoy enforces itself."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from edge_proxy.limits import (
     DEFAULT_LIMITS_FILE,
     Limit,
     LimitsError,
+    ReadLimit,
     Verdict,
     Window,
+    is_read,
     judge,
     limits_file,
     load_limits,
@@ -41,8 +44,11 @@ def test_shipped_file_has_the_product_limits() -> None:
     follows = limit(("generic_key", "follow"), ("user_id", "42"))
     assert (follows.requests_per_unit, follows.window_seconds) == (400, 24 * 3600)
     for key in ("user_id", "remote_address"):
-        requests = limit(("generic_key", "requests"), (key, "42"))
-        assert (requests.requests_per_unit, requests.window_seconds) == (1500, 5 * 60)
+        writes = limit(("generic_key", "writes"), (key, "42"))
+        assert (writes.requests_per_unit, writes.window_seconds) == (1500, 5 * 60)
+    reads = limit(("generic_key", "reads"), ("user_id", "42"))
+    assert (reads.requests_per_unit, reads.window_seconds) == (1500, 5 * 60)
+    assert config.reads == (ReadLimit(None, reads),)
     sign_in = limit(("generic_key", "sign_in"), ("remote_address", "203.0.113.7"))
     assert (sign_in.requests_per_unit, sign_in.window_seconds) == (30, 5 * 60)
     assert sign_in.describe() == "30 per 5 minutes"
@@ -199,3 +205,67 @@ def test_windows_are_aligned_and_judged() -> None:
     assert window.reset_in == pytest.approx(76.75)
     limit = Limit(3, "SECOND")
     assert [judge(limit, n) for n in (1, 3, 4)] == [Verdict(False, 2), Verdict(False, 0), Verdict(True, 0)]
+
+
+def test_reads_are_limited_per_user_and_the_file_says_how_much() -> None:
+    config = parse_limits(
+        """
+domain: d
+descriptors:
+  - key: generic_key
+    value: reads
+    descriptors:
+      - key: user_id
+        rate_limit: {name: reads, unit: minute, requests_per_unit: 120}
+      - key: user_id
+        value: "7"
+        rate_limit: {unit: second, requests_per_unit: 0}
+      - key: user_id
+        value: "8"
+        rate_limit: {unlimited: true}
+"""
+    )
+    everyone, blocked, free = config.reads
+    assert (everyone.user_id, everyone.tokens, everyone.refill_seconds) == (None, 120, 60)
+    # The bucket refills continuously: one read is back after 60 / 120 s, rounded up to 1 s.
+    assert everyone.retry_after_seconds == 1
+    assert (blocked.user_id, blocked.tokens, blocked.retry_after_seconds) == ("7", 0, 1)
+    assert (free.user_id, free.tokens, free.refill_seconds) == ("8", 2**32 - 1, 1)
+    assert ReadLimit(None, Limit(5, "MINUTE")).retry_after_seconds == 12
+    assert parse_limits("domain: d\ndescriptors: []").reads == ()
+
+
+def test_reads_and_writes_are_told_apart_by_the_http_verb() -> None:
+    assert is_read("GET") and is_read("get")
+    assert not any(is_read(verb) for verb in ("POST", "PATCH", "PUT", "DELETE"))
+
+
+@pytest.mark.parametrize(
+    ("entries", "what"),
+    [
+        ("    rate_limit: {unit: minute, requests_per_unit: 5}", "reads are limited per user"),
+        (
+            "    descriptors:\n      - key: remote_address\n"
+            "        rate_limit: {unit: minute, requests_per_unit: 5}",
+            "got `remote_address`",
+        ),
+        ("    descriptors:\n      - key: user_id", "only `key: user_id` entries with a rate_limit"),
+        (
+            "    descriptors:\n      - key: user_id\n        descriptors:\n          - key: path\n"
+            "            rate_limit: {unit: minute, requests_per_unit: 5}",
+            "no deeper descriptors",
+        ),
+        (
+            "    descriptors:\n      - key: user_id\n"
+            "        rate_limit: {unit: minute, requests_per_unit: 4294967296}",
+            "at most 4294967295",
+        ),
+    ],
+)
+def test_a_reads_entry_envoy_cannot_enforce_is_refused(entries: str, what: str) -> None:
+    text = f"domain: d\ndescriptors:\n  - key: generic_key\n    value: reads\n{entries}\n"
+    with pytest.raises(LimitsError) as caught:
+        parse_limits(text, "limits.yaml")
+    message = str(caught.value)
+    assert message.startswith("limits.yaml: descriptor `generic_key: reads`"), message
+    assert what in message, message

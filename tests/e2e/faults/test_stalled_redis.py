@@ -1,6 +1,8 @@
 """A Redis that stops answering (SIGSTOP) behind a whole stack and a real Envoy: every request
 still succeeds and pays little for it (each Redis call gives up after tens of milliseconds, then
-the circuit breakers skip Redis), and once Redis answers again the timelines converge.
+the circuit breakers skip Redis), and once Redis answers again the timelines converge. Writes
+still ask the rate-limit service, whose counters are in that Redis: it answers (failing open)
+within its Redis deadline, and Envoy waits for it at most settings.rate_limit_timeout_ms anyway.
 
 Run with -s to see the latency figures."""
 
@@ -34,6 +36,10 @@ STALL_SECONDS = 10.0
 # The issue: a stalled Redis costs a request at most about 100 ms more. A warm read through Envoy
 # takes a few milliseconds; this bound leaves room for a loaded test machine.
 READ_P99_BOUND = 0.250
+# A stalled limiter once cost a write seconds; now at most the filter's 50 ms timeout. The bound
+# is generous (a loaded test machine); the measured figures are printed.
+WRITE_BOUND = 1.0
+WRITES_STALLED_SECONDS = 5.0
 CONVERGED_WITHIN = 30.0
 
 
@@ -193,3 +199,61 @@ async def test_a_stalled_redis_costs_requests_little_and_timelines_converge_afte
             await client.aclose()
         expected = sorted([*before, *posted], reverse=True)[:50]
         await eventually(lambda: rest.timeline(reader, reader_token), lambda r: r[1] == expected)
+
+
+def rate_limit_decisions(stack: Stack, cluster: str) -> dict[str, int]:
+    """The ratelimit filter's outcomes on the routes to `cluster`: ok and over_limit (the service
+    answered), error and failure_mode_allowed (no answer in time: let through)."""
+    assert stack.edge is not None and stack.edge.envoy is not None
+    prefix = f"cluster.{cluster}.ratelimit."
+    stats = stack.edge.envoy.stats(prefix)
+    return {
+        outcome: stats.get(prefix + outcome, 0)
+        for outcome in ("ok", "over_limit", "error", "failure_mode_allowed")
+    }
+
+
+async def test_a_stalled_redis_holds_writes_at_the_rate_limiter_briefly(stalling: Stalling) -> None:
+    """Follows and unfollows (the graph service does not use Redis, so what Redis costs them is
+    the edge's: the rate limiter and the token check) while Redis is stalled."""
+    stack = stalling.stack
+    assert stack.edge is not None
+    assert stack.settings.rate_limit_timeout_ms == Settings().rate_limit_timeout_ms == 50
+    async with aiohttp.ClientSession(base_url=stack.edge.url) as session:
+        rest = Rest(session)
+        suffix = uuid.uuid4().hex[:6]
+        follower, token = await rest.sign_up(f"follower_{suffix}")
+        followees = [(await rest.sign_up(f"followee{n}_{suffix}"))[0] for n in range(3)]
+
+        async def write(n: int) -> tuple[int, float]:
+            body = {"follower_id": str(follower), "followee_id": str(followees[n // 2 % len(followees)])}
+            status, answer, seconds = await rest.call("DELETE" if n % 2 else "POST", "/follow", token, body)
+            assert status == 200, answer
+            return status, seconds
+
+        warm = [(await write(n))[1] for n in range(12)]
+        before = await asyncio.to_thread(rate_limit_decisions, stack, "graph")
+        stalled: list[tuple[int, float]] = []
+        with stalling.stalled():
+            stall_ends = time.monotonic() + WRITES_STALLED_SECONDS
+            while time.monotonic() < stall_ends:
+                stalled.append(await write(len(stalled)))
+                await asyncio.sleep(0.02)
+        after = await asyncio.to_thread(rate_limit_decisions, stack, "graph")
+
+    seconds = [s for _, s in stalled]
+    decided = {outcome: after[outcome] - before[outcome] for outcome in after}
+    print(
+        f"\nfollow/unfollow before the stall: p50 {statistics.median(warm) * 1000:.1f} ms,"
+        f" max {max(warm) * 1000:.1f} ms"
+        f"\nRedis stalled {WRITES_STALLED_SECONDS:.0f} s: {len(stalled)} follows/unfollows, p50"
+        f" {statistics.median(seconds) * 1000:.1f} ms, p99 {percentile(seconds, 0.99) * 1000:.1f} ms,"
+        f" max {max(seconds) * 1000:.1f} ms; rate-limit decisions meanwhile: {decided}"
+    )
+    assert {status for status, _ in stalled} == {200}
+    # Every write asked the limiter and was let through: answered OK (the service failing open
+    # on Redis) or not answered within the filter's timeout (Envoy failing open).
+    assert decided["ok"] + decided["error"] == len(stalled), decided
+    assert decided["over_limit"] == 0
+    assert max(seconds) < WRITE_BOUND
+    assert len(stalled) > WRITES_STALLED_SECONDS * 5  # the loop kept going: nothing waited for seconds

@@ -10,6 +10,7 @@ only a server fault (an unexpected exception) is logged at ERROR, with its trace
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import logging
 import time
@@ -260,6 +261,11 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callab
 def _wrap_stream(
     method: str, behaviour: Callable[..., AsyncIterator[Any]]
 ) -> Callable[..., AsyncIterator[Any]]:
+    if not inspect.isasyncgenfunction(behaviour):
+        # A handler that writes its responses itself (context.write), as grpc.health.v1's Watch
+        # does: what the channels' health checking calls.
+        return cast(Any, _wrap_unary(method, behaviour))
+
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _enter(context)
         try:

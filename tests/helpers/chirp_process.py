@@ -111,6 +111,20 @@ def processes_using(data_dir: Path, program: str = "") -> list[psutil.Process]:
     return found
 
 
+def free_worker_ports(count: int, processes: int, stride: int = 100) -> list[int]:
+    """`count` free ports p whose worker ports (p + i * stride for each of `processes` workers:
+    chirp_app.processes.worker_ports) are all free too, and distinct."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while len(chosen) < count:
+        (first,) = free_ports(1)
+        ports = [first + index * stride for index in range(processes)]
+        if ports[-1] <= 65535 and not taken & set(ports) and all(map(port_is_free, ports)):
+            chosen.append(first)
+            taken.update(ports)
+    return chosen
+
+
 def port_is_free(port: int) -> bool:
     """No one listens on `port` (connections a killed server left in TIME_WAIT do not count: the
     servers bind with SO_REUSEADDR, as this probe does)."""
@@ -136,10 +150,14 @@ class ChirpUp:
 
     def __post_init__(self) -> None:
         names = ("graph", "tweets", "timeline", "auth", "http", "redis", "postgres")
-        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
+        # Worker i of --processes N listens on each service port + i * 100.
+        self.ports = dict(zip(names, free_worker_ports(len(names), self.processes), strict=True))
 
     def address(self, service: str) -> str:
-        return f"127.0.0.1:{self.ports[service]}"
+        """A gRPC target naming every worker's `service` (one address with a single process): a
+        channel without a balancing policy uses the first that answers."""
+        addresses = [f"127.0.0.1:{self.ports[service] + index * 100}" for index in range(self.processes)]
+        return addresses[0] if len(addresses) == 1 else "ipv4:" + ",".join(addresses)
 
     def start(self) -> float:
         """Start and wait for the ready line; returns when it came (time.monotonic())."""

@@ -51,12 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"chirp bench: {exc}", file=sys.stderr)
             return 2
-    if config.microblog_only and (args.url or args.publish):
-        print(
-            "chirp bench: --microblog-only runs on a stack of its own and publishes nothing; "
-            "drop --url and --publish",
-            file=sys.stderr,
-        )
+    if config.microblog_only and args.url:
+        print("chirp bench: --microblog-only runs on a stack of its own; drop --url", file=sys.stderr)
         return 2
     if args.url and not args.database_url:
         print("chirp bench: --url needs --database-url (the dataset is loaded with COPY)", file=sys.stderr)
@@ -84,9 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(results, config.out)
     print(text, flush=True)
     if args.publish:
-        from bench.publish import publish
+        from bench.publish import publish, publish_microblog
 
-        for path in publish(config.out, Path.cwd()):
+        written = (publish_microblog if config.microblog_only else publish)(config.out, Path.cwd())
+        for path in written:
             print(f"chirp bench: wrote {path}")
     print(
         f"chirp bench: results in {config.out}/ (results.json, results.md"

@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--publish",
         action="store_true",
         help="also write the results into docs/bench/, docs/capacity.md and the README's table "
-        "(run from the repository's root)",
+        "(run from the repository's root); with --microblog-only, docs/bench/microblog.json and .md",
     )
     for flag, (name, kind, text) in _NUMERIC.items():
         parser.add_argument(flag, dest=name, type=kind, metavar="N" if kind is int else "X", help=text)

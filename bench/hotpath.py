@@ -135,8 +135,14 @@ def workers(paths: Sequence[HotPath]) -> list[str]:
 def cpu_rows(paths: Sequence[HotPath]) -> tuple[list[str], list[list[str]]]:
     """CPU ms per request by process: each run's CPU seconds over its requests (reads only in the
     microblog phase; 95% reads in the mixed workload, whose writes are charged to it too)."""
-    parts = ["envoy", *workers(paths), "redis", "postgres", "load"]
-    labels = {"envoy": "Envoy", "redis": "Redis", "postgres": "PostgreSQL", "load": "load generator"}
+    parts = ["envoy", "stack", *workers(paths), "redis", "postgres", "load"]
+    labels = {
+        "envoy": "Envoy",
+        "stack": "Python workers",
+        "redis": "Redis",
+        "postgres": "PostgreSQL",
+        "load": "load generator",
+    }
     header = ["workload", "clients", "path", *(labels.get(part, part) for part in parts), "all but load"]
     rows = []
     for path in paths:

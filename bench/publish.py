@@ -57,6 +57,22 @@ def publish(out: Path, root: Path) -> list[Path]:
     return [*written, root / "docs" / "capacity.md", readme]
 
 
+def publish_microblog(out: Path, root: Path) -> list[Path]:
+    """Publish a `--microblog-only` run in `out` as docs/bench/microblog.json and microblog.md
+    (the report rendered from that JSON); the main run's pages are left as they are."""
+    check_root(root)
+    if not (out / "results.json").is_file():
+        raise ValueError(f"no results.json in {out}/ (run chirp bench first)")
+    results = json.loads((out / "results.json").read_text())
+    if "microblog" not in results or results.get("modes"):
+        raise ValueError(f"{out}/results.json is not a --microblog-only run")
+    docs = root / "docs" / "bench"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "results.json", docs / "microblog.json")
+    (docs / "microblog.md").write_text(report.markdown(copy.deepcopy(results), results["command"]) + "\n")
+    return [docs / "microblog.json", docs / "microblog.md"]
+
+
 def readme_table(results: dict[str, Any]) -> str:
     """The README's lines between the markers: the run's header, summary, CPU per request and
     speed-up."""

@@ -49,3 +49,13 @@ def test_a_changed_figure_changes_the_pages(results: dict[str, Any]) -> None:
     changed["modes"]["hybrid"]["rest"]["ops"]["timeline_read"]["throughput"] *= 2
     readme = (ROOT / "README.md").read_text()
     assert with_readme_table(readme, changed) != with_readme_table(readme, results)
+
+
+def test_microblog_page_is_the_runs_own_report() -> None:
+    published = ROOT / "docs" / "bench" / "microblog.json"
+    if not published.is_file():
+        pytest.skip("no published microblog run")
+    results = json.loads(published.read_text())
+    expected = report.markdown(copy.deepcopy(results), results["command"]) + "\n"
+    assert (ROOT / "docs" / "bench" / "microblog.md").read_text() == expected
+    assert "## Hot path: warm home-timeline reads" in expected

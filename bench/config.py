@@ -143,9 +143,9 @@ QUICK = replace(
     lag_probes_ordinary=8,
     lag_probes_celebrity=4,
     statement_probe_reads=120,
-    microblog_grpc_follows=4_000,
-    microblog_grpc_tweets=2_000,
-    microblog_seconds=4.0,
+    microblog_grpc_follows=3_000,
+    microblog_grpc_tweets=1_500,
+    microblog_seconds=3.0,
     quick=True,
 )
 
@@ -174,12 +174,12 @@ _NUMERIC: dict[str, tuple[str, type, str]] = {
     "--microblog-grpc-follows": (
         "microblog_grpc_follows",
         int,
-        "follows seeded over gRPC, the rest loaded with COPY (default: all; --quick: 4000)",
+        "follows seeded over gRPC, the rest loaded with COPY (default: all; --quick: 3000)",
     ),
     "--microblog-grpc-tweets": (
         "microblog_grpc_tweets",
         int,
-        "tweets seeded over gRPC, the rest loaded with COPY (default: all; --quick: 2000)",
+        "tweets seeded over gRPC, the rest loaded with COPY (default: all; --quick: 1500)",
     ),
     "--seed-concurrency": ("seed_concurrency", int, "gRPC calls in flight while seeding (microblog phase)"),
 }

@@ -292,8 +292,9 @@ def timeline_store(client: redis.asyncio.Redis, namespace: str) -> Any:
 
 async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) -> dict[str, Any]:
     """MEMORY USAGE (exact: SAMPLES 0) of each reader's home timeline keys and follow-set keys,
-    named by the timeline service's TimelineStore.timeline_key and following_key, and their
-    entries. Readers without a timeline key (not warm) are counted apart, not averaged in."""
+    named by the timeline service's TimelineStore.timeline_key and following_key; the timeline's
+    entries as TimelineStore.entries reads them, the follow set's members by key type. Readers
+    without a timeline key (not warm) are counted apart, not averaged in."""
     client = redis.asyncio.Redis.from_url(url)
     try:
         store = timeline_store(client, namespace)
@@ -325,7 +326,8 @@ async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) 
                 continue
             for name, rows in found.items():
                 sizes[name].append(sum(used or 0 for _, used, _ in rows))
-                entries[name].append(await _entries(client, rows))
+            entries["timeline"].append(await _timeline_entries(store, client, reader, found["timeline"]))
+            entries["following"].append(await _entries(client, found["following"]))
     finally:
         await client.aclose()
     warm = len(sizes["timeline"])
@@ -346,7 +348,19 @@ async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) 
     }
 
 
+async def _timeline_entries(
+    store: Any, client: redis.asyncio.Redis, reader: int, rows: list[tuple[str, int | None, str]]
+) -> int:
+    """The entries of a warm timeline as the store itself reads them (whatever its layout), or,
+    for a store without that method, by the type of its keys."""
+    read_all = getattr(store, "entries", None)
+    if callable(read_all):
+        return len(await read_all(reader))
+    return await _entries(client, rows)
+
+
 async def _entries(client: redis.asyncio.Redis, rows: list[tuple[str, int | None, str]]) -> int:
+    """Members of collection keys by their type (a follow set's markers included)."""
     total = 0
     for key, used, kind in rows:
         command = _ENTRY_COUNTS.get(kind)

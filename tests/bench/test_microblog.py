@@ -21,6 +21,7 @@ from bench.probes import timeline_store, warm_timeline_bytes
 from bench.publish import README_END, README_START, publish_microblog
 from bench.report import markdown
 from chirp_app.embedded_redis import EmbeddedRedis
+from timeline_svc.models import Entry
 
 NOW_MS = 1_760_000_000_000
 
@@ -150,10 +151,11 @@ async def test_bytes_per_warm_timeline_sum_memory_usage_of_the_store_keys(
     client = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         store = timeline_store(client, "mbtest")
-        await client.zadd(store.timeline_key(1), {f"{i:019d}": i for i in range(30)})
-        await client.sadd(store.following_key(1), *[str(i) for i in range(7)])
-        await client.zadd(store.timeline_key(2), {f"{i:019d}": i for i in range(10)})
-        await client.sadd(store.following_key(2), "5")
+        # Two warm timelines, written by the store itself in its own layout.
+        for reader, followees, count in ((1, range(2, 9), 30), (2, [5], 10)):
+            assert await store.begin_build(reader)
+            entries = [Entry(1_000 + i, 5) for i in range(count, 0, -1)]
+            await store.finish_build(reader, list(followees), entries, 1)
         expected = [
             sum(
                 [
@@ -163,13 +165,14 @@ async def test_bytes_per_warm_timeline_sum_memory_usage_of_the_store_keys(
             )
             for reader in (1, 2)
         ]
+        members = [await client.scard(store.following_key(reader)) for reader in (1, 2)]
     finally:
         await client.aclose()
     found = await warm_timeline_bytes(redis_server.url, "mbtest", [1, 2, 3])
     assert found["readers"] == 3 and found["warm"] == 2 and found["not_warm"] == 1
     assert found["bytes"] == pytest.approx(sum(expected) / 2)
     assert found["timeline_entries"] == pytest.approx(20.0)
-    assert found["following_entries"] == pytest.approx(4.0)
+    assert found["following_entries"] == pytest.approx(sum(members) / 2)
     assert found["keys_of_first_reader"] == [store.timeline_key(1), store.following_key(1)]
 
 
@@ -318,7 +321,7 @@ def test_microblog_flags() -> None:
     )
     assert config.microblog_only and config.microblog_clients == (2, 8)
     assert config.microblog_seconds == QUICK.microblog_seconds < FULL.microblog_seconds
-    assert config.microblog_grpc_follows == 4_000 and FULL.microblog_grpc_follows is None
+    assert config.microblog_grpc_follows == 3_000 and FULL.microblog_grpc_follows is None
     assert not config_from_args(parser.parse_args(["--no-microblog"])).microblog
     with pytest.raises(SystemExit):
         parser.parse_args(["--no-microblog", "--microblog-only"])

@@ -37,8 +37,6 @@ from bench.stats import summarize
 
 READS_ONLY = Mix(1.0, 0.0, 0.0)
 TWEETS_ONLY = Mix(0.0, 1.0, 0.0)
-# Keys kept per warm reader, besides the shared tweet cache (timeline_svc/storage.py).
-WARM_READER_FAMILIES = ("tl", "fl", "fv")
 TWEET_CACHE_FAMILY = "tw"
 FIRST_READ_CONCURRENCY = 4
 # After a tweets-only burst, the fan-out workers' remaining work counts too: CPU and the timelines
@@ -134,10 +132,10 @@ async def measure_mode(config: BenchConfig, stack: StackUnderTest, plan: Plan) -
         await asyncio.sleep(1.0)  # let follow-up writes of the rebuilds land
         memory["after_first_reads"] = await redis_memory(stack.redis_url)
         memory["families"] = await key_families(stack.redis_url)
-        memory.update(_per_reader(memory, len(readers)))
         memory["warm_timeline"] = await warm_timeline_bytes(
             stack.redis_url, stack.timeline_namespace, readers
         )
+        memory.update(_per_reader(memory, len(readers)))
     out["postgres"] = await _statements(config, stack, readers)
     out["rest"] = await run_phase(
         config,
@@ -328,19 +326,17 @@ async def _scrape(urls: list[str], name: str) -> float | None:
 
 
 def _per_reader(memory: dict[str, Any], readers: int) -> dict[str, Any]:
-    """Bytes per warm reader: the reader's own keys (timeline, followees, follow versions), and
-    the whole growth of used_memory over the first reads (tweet cache included) per reader."""
+    """Bytes per warm reader: the reader's own keys (timeline, followees, follow versions, as the
+    timeline service's TimelineStore names them), and the whole growth of used_memory over the
+    first reads (tweet cache included) per reader."""
     families = memory.get("families", [])
-    own = [
-        f for f in families if any(f["family"].endswith(f":{name}:{{id}}") for name in WARM_READER_FAMILIES)
-    ]
-    timeline = next((f for f in families if f["family"].endswith(":tl:{id}")), None)
+    warm = memory.get("warm_timeline") or {}
     cache = next((f for f in families if f["family"].endswith(f":{TWEET_CACHE_FAMILY}:{{id}}")), None)
     growth = memory["after_first_reads"]["used_memory"] - memory["before_first_reads"]["used_memory"]
     return {
-        "warm_reader_bytes": sum(f["mean_bytes"] for f in own) if own else None,
-        "timeline_bytes": timeline["mean_bytes"] if timeline else None,
-        "timeline_entries": timeline["mean_length"] if timeline else None,
+        "warm_reader_bytes": warm.get("reader_bytes"),
+        "timeline_bytes": warm.get("timeline_bytes"),
+        "timeline_entries": warm.get("timeline_entries"),
         "tweet_cache_entry_bytes": cache["mean_bytes"] if cache else None,
         "growth_per_reader_bytes": growth / readers if readers else None,
     }

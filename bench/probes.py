@@ -299,14 +299,17 @@ async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) 
     try:
         store = timeline_store(client, namespace)
         parts = {"timeline": store.timeline_key, "following": store.following_key}
+        # The follow versions (when the store keeps them) belong to a warm reader too.
+        if callable(getattr(store, "versions_key", None)):
+            parts["versions"] = store.versions_key
         sizes: dict[str, list[int]] = {name: [] for name in parts}
-        entries: dict[str, list[int]] = {name: [] for name in parts}
+        entries: dict[str, list[int]] = {"timeline": [], "following": []}
         cold = 0
         example: list[str] = []
         for reader in readers:
             keys = {name: _as_keys(key_of(reader)) for name, key_of in parts.items()}
             if not example:
-                example = [key for names in keys.values() for key in names]
+                example = [*keys["timeline"], *keys["following"]]
             pipe = client.pipeline(transaction=False)
             for names in keys.values():
                 for key in names:
@@ -325,7 +328,7 @@ async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) 
                 cold += 1
                 continue
             for name, rows in found.items():
-                sizes[name].append(sum(used or 0 for _, used, _ in rows))
+                sizes.setdefault(name, []).append(sum(used or 0 for _, used, _ in rows))
             entries["timeline"].append(await _timeline_entries(store, client, reader, found["timeline"]))
             entries["following"].append(await _entries(client, found["following"]))
     finally:
@@ -345,6 +348,7 @@ async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) 
         "following_bytes": mean(sizes["following"]),
         "timeline_entries": mean(entries["timeline"]),
         "following_entries": mean(entries["following"]),
+        "reader_bytes": mean([sum(values) for values in zip(*sizes.values(), strict=True)]),
     }
 
 

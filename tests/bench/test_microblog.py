@@ -166,6 +166,9 @@ async def test_bytes_per_warm_timeline_sum_memory_usage_of_the_store_keys(
             for reader in (1, 2)
         ]
         members = [await client.scard(store.following_key(reader)) for reader in (1, 2)]
+        versions = [
+            await client.memory_usage(store.versions_key(reader), samples=0) or 0 for reader in (1, 2)
+        ]
     finally:
         await client.aclose()
     found = await warm_timeline_bytes(redis_server.url, "mbtest", [1, 2, 3])
@@ -174,6 +177,7 @@ async def test_bytes_per_warm_timeline_sum_memory_usage_of_the_store_keys(
     assert found["timeline_entries"] == pytest.approx(20.0)
     assert found["following_entries"] == pytest.approx(sum(members) / 2)
     assert found["keys_of_first_reader"] == [store.timeline_key(1), store.following_key(1)]
+    assert found["reader_bytes"] == pytest.approx((sum(expected) + sum(versions)) / 2)
 
 
 def _read_run(throughput: float, p50: float, p99: float, cpu: dict[str, float], count: int) -> dict[str, Any]:

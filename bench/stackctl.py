@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +30,8 @@ from chirp_app.processes import Supervisor
 from chirp_core.settings import Settings
 
 BASE_DATABASE = "bench_base"
+# Ports of services the stack may have, set to 0 (a free port) when its settings know them.
+FREE_PORT_FIELDS = ("jwks_port",)
 
 
 class Infrastructure:
@@ -160,6 +162,8 @@ def stack_settings(
     settings = settings.with_changes(
         **{name: value for name, value in overrides.items() if value is not None}
     )
+    known = {f.name for f in fields(Settings)}
+    settings = settings.with_changes(**{name: 0 for name in FREE_PORT_FIELDS if name in known})
     settings.validate()
     return settings
 

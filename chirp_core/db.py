@@ -143,30 +143,35 @@ class Connections:
         try:
             yield conn
         except psycopg.OperationalError as exc:
-            replica.failed(exc)
+            if conn.broken:
+                replica.failed(exc)
             raise self._unavailable(exc) from exc
         finally:
             await replica.pool.putconn(conn)
 
     async def run_stale(
-        self, read: Callable[[AsyncConnection[Any]], Awaitable[T]], *, after_lsn: int | None = None
+        self, query: Callable[[AsyncConnection[Any]], Awaitable[T]], *, after_lsn: int | None = None
     ) -> T:
-        """`read(connection)` on a replica as read_stale() picks it; if the replica fails meanwhile
-        (the connection lost, the statement cancelled by a conflict with recovery), on the primary."""
+        """`query(connection)` on a replica as read_stale() picks it, run again on the primary if
+        the replica fails meanwhile: its connection lost, or the statement cancelled by a conflict
+        with the replica's recovery. Other errors are the caller's, as in read()."""
         picked = await self._replica_connection(after_lsn)
         if picked is not None:
             replica, conn = picked
             try:
-                return await read(conn)
-            except (psycopg.OperationalError, psycopg.errors.SerializationFailure) as exc:
-                if isinstance(exc, psycopg.OperationalError):
-                    replica.failed(exc)
-                assert self._replicas is not None
-                self._replicas.fell_back("failed")
+                return await query(conn)
+            except psycopg.errors.SerializationFailure:
+                pass  # the recovery conflict's code (an OperationalError too, hence first)
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    raise self._unavailable(exc) from exc
+                replica.failed(exc)
             finally:
                 await replica.pool.putconn(conn)
+            assert self._replicas is not None
+            self._replicas.fell_back("failed")
         async with self.read() as conn:
-            return await read(conn)
+            return await query(conn)
 
     async def _replica_connection(self, after_lsn: int | None) -> tuple[Replica, AsyncConnection[Any]] | None:
         if self._replicas is None:
@@ -183,9 +188,9 @@ class Connections:
 async def open_replicas(
     settings: Settings, primary: AsyncConnectionPool, database: str, metrics: Metrics | None = None
 ) -> Replicas | None:
-    """The replicas of settings.replica_urls, watched in the background (close() stops that), or
-    None when there are none. Replicas that are down do not hold this up: they are used once they
-    answer."""
+    """The replicas of settings.replica_urls, checked once and then in the background (close()
+    stops that), or None when there are none. A replica that is down holds this up for at most
+    its check's deadline; it is used once it answers."""
     if not settings.replica_urls:
         return None
     replicas = Replicas(settings, primary, database, metrics or Metrics())
@@ -246,9 +251,12 @@ class Replicas:
         self._abandoned: set[asyncio.Task[Any]] = set()
 
     async def open(self) -> None:
+        """Open the pools without waiting for them, check every replica once (at most twice the
+        deadline), then go on checking in the background."""
         for replica in self.replicas:
             await replica.pool.open(wait=False)
             self._metrics.db_replica_up.labels(self._database, replica.label).set(0)
+        await self.check()
         self._task = asyncio.create_task(self._watch(), name=f"{self._database} replica checks")
 
     async def close(self) -> None:
@@ -286,7 +294,12 @@ class Replicas:
         for replica in usable:
             try:
                 conn = await replica.pool.getconn(timeout=self._timeout)
-            except (PoolTimeout, psycopg.OperationalError) as exc:
+            except PoolTimeout as exc:
+                # A pool short of connections could not make one: down. A full one is only busy.
+                if replica.pool.get_stats().get("pool_size", 0) < replica.pool.max_size:
+                    replica.failed(exc)
+                continue
+            except psycopg.OperationalError as exc:
                 replica.failed(exc)
                 continue
             self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
@@ -309,11 +322,11 @@ class Replicas:
 
     async def _watch(self) -> None:
         while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self.check()
             except Exception:
                 log.exception("%s: replica check round failed", self._database)
-            await asyncio.sleep(self._interval)
 
     async def check(self) -> None:
         """One round: the primary's position, then every replica's, each within the deadline."""

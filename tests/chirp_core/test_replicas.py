@@ -278,6 +278,52 @@ async def _on_replica(conns: Connections) -> bool:
     return (await stale(conns))[0]
 
 
+async def test_a_read_cancelled_by_the_replicas_recovery_runs_again_on_the_primary(
+    standbys: list[Standby], database_url: str, database: str
+) -> None:
+    standby = standbys[0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS conflict_probe (id int)")
+    standby.wait_replayed(database)
+    # The standby cancels a query in the way of replay at once instead of after 30 s.
+    on_replica(standby, database, "ALTER SYSTEM SET max_standby_streaming_delay = 0")
+    on_replica(standby, database, "SELECT pg_reload_conf()")
+    try:
+        async with connections(database_url, [standby.url(database)]) as (conns, replicas, metrics):
+            await until(lambda: bool(replicas.usable()), "the replica usable")
+
+            async def slow(conn: AsyncConnection[Any]) -> bool:
+                cur = await conn.execute(
+                    "SELECT pg_is_in_recovery() FROM (SELECT count(*) FROM conflict_probe) c, pg_sleep(1)"
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                return bool(row[0])
+
+            reading = asyncio.create_task(conns.run_stale(slow))
+            await until(
+                lambda: _running_on(standby, database, "conflict_probe"), "the read running on the replica"
+            )
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("TRUNCATE conflict_probe")  # its lock, replayed, conflicts with the read
+            assert await reading is False
+            assert fallbacks(metrics, "failed") == 1
+            assert replicas.replicas[0].up  # a conflict is not an outage
+    finally:
+        on_replica(standby, database, "ALTER SYSTEM RESET max_standby_streaming_delay")
+        on_replica(standby, database, "SELECT pg_reload_conf()")
+
+
+def _running_on(standby: Standby, database: str, text: str) -> bool:
+    with psycopg.connect(standby.url(database), autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
+            " AND query LIKE %s",
+            (f"%{text}%",),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 async def test_a_replica_that_never_answers_costs_no_error(database_url: str) -> None:
     nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     async with connections(database_url, [nobody]) as (conns, replicas, metrics):

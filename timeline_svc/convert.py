@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
+from chirp.timeline.v1 import timeline_pb2
 from chirp.tweets.v1 import tweets_pb2
 from chirp.users.v1 import users_pb2
-from timeline_svc.models import Media, Tweet, User
+from timeline_svc.models import CachedTweet, Media, TimelineTweet, Tweet, User
 
 
 def user_from_proto(message: users_pb2.User) -> User:
@@ -93,3 +95,47 @@ def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def cached_tweet(tweet: Tweet) -> CachedTweet:
+    """The tweet as the tweet cache holds it (and as GetHomeTimeline sends it)."""
+    return CachedTweet(tweet.tweet_id, tweet_to_proto(tweet).SerializeToString())
+
+
+def tweet_message(tweet: TimelineTweet) -> tweets_pb2.Tweet:
+    if isinstance(tweet, CachedTweet):
+        return tweets_pb2.Tweet.FromString(tweet.data)
+    return tweet_to_proto(tweet)
+
+
+def tweet_bytes(tweet: TimelineTweet) -> bytes:
+    if isinstance(tweet, CachedTweet):
+        return tweet.data
+    return tweet_to_proto(tweet).SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TWEETS_TAG = _varint(
+    timeline_pb2.GetHomeTimelineResponse.DESCRIPTOR.fields_by_name["tweets"].number << 3 | 2
+)
+
+
+def home_timeline_response(tweets: Sequence[TimelineTweet], next_cursor: str) -> bytes:
+    """GetHomeTimelineResponse's wire bytes, built from the tweets' bytes without decoding them: a
+    repeated message field is its tag, the length and the message, once per element, and the
+    other fields (in field-number order, after `tweets`) are a small message of their own."""
+    parts: list[bytes] = []
+    for tweet in tweets:
+        data = tweet_bytes(tweet)
+        parts += (_TWEETS_TAG, _varint(len(data)), data)
+    if next_cursor:
+        parts.append(timeline_pb2.GetHomeTimelineResponse(next_cursor=next_cursor).SerializeToString())
+    return b"".join(parts)

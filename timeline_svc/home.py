@@ -20,7 +20,7 @@ from typing import Literal
 
 from chirp_core.metrics import Metrics
 from timeline_svc.cache import TweetCache
-from timeline_svc.models import Entry, Tweet
+from timeline_svc.models import Entry, TimelineTweet
 from timeline_svc.ports import FollowGraph, StoreUnavailable, TweetStore
 from timeline_svc.pull import PullTimeline
 from timeline_svc.storage import Cold, MissingRecent, RawPage, TimelineStore
@@ -114,7 +114,9 @@ class FanoutHomeTimeline:
         self._merge = merge_celebrities
         self._metrics = metrics
 
-    async def home_tweets(self, user_id: int, *, max_id: int, min_id: int, limit: int) -> Sequence[Tweet]:
+    async def home_tweets(
+        self, user_id: int, *, max_id: int, min_id: int, limit: int
+    ) -> Sequence[TimelineTweet]:
         started = time.perf_counter()
         path: Path
         try:
@@ -132,9 +134,9 @@ class FanoutHomeTimeline:
 
     async def _from_redis(
         self, user_id: int, max_id: int, min_id: int, limit: int
-    ) -> tuple[list[Tweet], Path]:
+    ) -> tuple[list[TimelineTweet], Path]:
         path: Path = "warm"
-        found: dict[int, Tweet] = {}
+        found: dict[int, TimelineTweet] = {}
         upper = max_id
         first = True
         while len(found) < limit:
@@ -177,7 +179,9 @@ class FanoutHomeTimeline:
                 await asyncio.gather(*(self._builder.load_recent(a) for a in result.authors))
         raise _NotReady
 
-    async def _own_tweets(self, user_id: int, max_id: int, min_id: int, limit: int) -> dict[int, Tweet]:
+    async def _own_tweets(
+        self, user_id: int, max_id: int, min_id: int, limit: int
+    ) -> dict[int, TimelineTweet]:
         """The reader's own newest tweets the workers have not put in yet (read-your-writes)."""
         own = await self._tweets.tweets_by_authors([user_id], max_id=max_id, min_id=min_id, limit=limit)
         return {t.tweet_id: t for t in own}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -53,10 +53,25 @@ class Tweet:
 
 
 @dataclass(frozen=True)
+class CachedTweet:
+    """A hydrated tweet as the tweet cache holds it: `data` is its wire message with its author
+    (chirp.tweets.v1.Tweet; timeline_svc.convert writes and reads it). The rules never look inside:
+    what they need of a tweet (ID, author, reply target) comes from the timeline entries, and the
+    servicer sends the bytes as they are."""
+
+    tweet_id: int
+    data: bytes
+
+
+# A tweet of a timeline: decoded (from the other services; its author may be missing) or cached.
+TimelineTweet = Tweet | CachedTweet
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a timeline, newest first; `next_cursor` is empty on the last page."""
 
-    tweets: list[Tweet]
+    tweets: Sequence[TimelineTweet]
     next_cursor: str
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chirp_core import errors
-from timeline_svc.models import Entry, Tweet, User
+from timeline_svc.models import Entry, TimelineTweet, Tweet, User
 
 # The gRPC codes of a call that did not get an answer (as opposed to an answer that is an error).
 OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED"})
@@ -109,9 +109,11 @@ class TweetStore(Protocol):
 class HomeTimelineSource(Protocol):
     """Where home timelines are read from: pulled from the other services (timeline_svc.pull) or
     the Redis fan-out store (timeline_svc.home). Tweets may come without `author`; the caller
-    hydrates those."""
+    hydrates those. Cached tweets (models.CachedTweet) have theirs."""
 
-    async def home_tweets(self, user_id: int, *, max_id: int, min_id: int, limit: int) -> Sequence[Tweet]:
+    async def home_tweets(
+        self, user_id: int, *, max_id: int, min_id: int, limit: int
+    ) -> Sequence[TimelineTweet]:
         """The home timeline's tweets with min_id < tweet_id < max_id, newest first, at most `limit`."""
         ...
 
@@ -153,6 +155,6 @@ class LiveTimelines(Protocol):
 
 
 class Hydrator(Protocol):
-    async def hydrate_ids(self, ids: Sequence[int]) -> dict[int, Tweet]:
+    async def hydrate_ids(self, ids: Sequence[int]) -> dict[int, TimelineTweet]:
         """The live tweets among ids, with their authors."""
         ...

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 import redis.asyncio
 
-from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
+from chirp.timeline.v1 import timeline_pb2
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.metrics import Metrics
 from chirp_core.redis_client import open_redis, open_request_redis
@@ -29,6 +29,36 @@ from timeline_svc.storage import TimelineStore, TweetCacheStorage
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore, GrpcUserDirectory
 
 log = logging.getLogger("chirp.timeline")
+
+SERVICE_NAME = timeline_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name
+
+
+def _as_is(response: bytes) -> bytes:
+    return response
+
+
+def add_servicer(servicer: TimelineServicer, server: grpc.aio.Server) -> None:
+    """As timeline_pb2_grpc.add_TimelineServiceServicer_to_server, but GetHomeTimeline's answer is
+    already its wire bytes (servicer.py): gRPC sends them without serializing anything."""
+    handlers = {
+        "GetHomeTimeline": grpc.unary_unary_rpc_method_handler(
+            servicer.GetHomeTimeline,
+            request_deserializer=timeline_pb2.GetHomeTimelineRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "GetUserTimeline": grpc.unary_unary_rpc_method_handler(
+            servicer.GetUserTimeline,
+            request_deserializer=timeline_pb2.GetUserTimelineRequest.FromString,
+            response_serializer=timeline_pb2.GetUserTimelineResponse.SerializeToString,
+        ),
+        "StreamHomeTimeline": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamHomeTimeline,
+            request_deserializer=timeline_pb2.StreamHomeTimelineRequest.FromString,
+            response_serializer=timeline_pb2.StreamHomeTimelineResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]
 
 
 async def start(settings: Settings, port: int, *, metrics: Metrics | None = None) -> RunningServer:
@@ -114,8 +144,8 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        timeline_pb2_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(service), server)
-        return [timeline_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name]
+        add_servicer(TimelineServicer(service), server)
+        return [SERVICE_NAME]
 
     try:
         running = await start_server(

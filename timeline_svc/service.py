@@ -14,7 +14,7 @@ from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import lowest_id_at, timestamp_of
 from chirp_core.tasks import raise_if_cancelled
 from timeline_svc import visibility
-from timeline_svc.models import Entry, Page, Tweet
+from timeline_svc.models import Entry, Page, TimelineTweet, Tweet
 from timeline_svc.ports import (
     HomeTimelineSource,
     Hydrator,
@@ -93,7 +93,7 @@ class TimelineService:
 
     async def open_home_stream(
         self, caller_id: int | None, user_id: int, since_id: int
-    ) -> AsyncIterator[Tweet]:
+    ) -> AsyncIterator[TimelineTweet]:
         """Check the request and fix where the stream starts; iterate the result to follow it.
 
         Nothing posted after this returns is missed. The iterator never ends by itself.
@@ -118,8 +118,8 @@ class TimelineService:
         return self._stream(user_id, _SeenWindow(start, STREAM_LOOKBACK), [])
 
     async def _stream(
-        self, user_id: int, window: _SeenWindow, pending: Sequence[Tweet]
-    ) -> AsyncIterator[Tweet]:
+        self, user_id: int, window: _SeenWindow, pending: Sequence[TimelineTweet]
+    ) -> AsyncIterator[TimelineTweet]:
         for tweet in await self._hydrate(window.admit(pending)):
             yield tweet
         while True:
@@ -132,7 +132,7 @@ class TimelineService:
             async for tweet in self._poll(user_id, window, PUBSUB_RETRY_POLLS if self._live else None):
                 yield tweet
 
-    async def _push_stream(self, user_id: int, window: _SeenWindow) -> AsyncIterator[Tweet]:
+    async def _push_stream(self, user_id: int, window: _SeenWindow) -> AsyncIterator[TimelineTweet]:
         """Tweets as the workers announce them. Each (re)subscription is followed by a read of
         the timeline above the window, so nothing announced before it was listening is missed."""
         assert self._live is not None and self._hydrator is not None
@@ -181,7 +181,9 @@ class TimelineService:
             if not visibility.reply_reaches(reader, e.author_id, e.reply_to_user_id, following)
         ]
 
-    async def _poll(self, user_id: int, window: _SeenWindow, rounds: int | None) -> AsyncIterator[Tweet]:
+    async def _poll(
+        self, user_id: int, window: _SeenWindow, rounds: int | None
+    ) -> AsyncIterator[TimelineTweet]:
         """Poll the pull path: the pull mode, or while Redis is down (`rounds` polls, then the
         caller tries pub/sub again)."""
         gauge = self._metrics.stream_subscribers.labels("poll")
@@ -200,13 +202,16 @@ class TimelineService:
         finally:
             gauge.dec()
 
-    async def _hydrate(self, tweets: Sequence[Tweet]) -> list[Tweet]:
+    async def _hydrate(self, tweets: Sequence[TimelineTweet]) -> list[TimelineTweet]:
         """Fill in the authors the source did not (tweets from the tweet cache have theirs)."""
-        missing = {t.user_id for t in tweets if t.author is None}
+        missing = {t.user_id for t in tweets if isinstance(t, Tweet) and t.author is None}
         if not missing:
             return list(tweets)
         authors = await self._users.get_users(missing)
-        return [t if t.author is not None else t.with_author(authors.get(t.user_id)) for t in tweets]
+        return [
+            t.with_author(authors.get(t.user_id)) if isinstance(t, Tweet) and t.author is None else t
+            for t in tweets
+        ]
 
 
 class _SeenWindow:
@@ -226,7 +231,7 @@ class _SeenWindow:
         behind = lowest_id_at(timestamp_of(self._newest) - self._lookback) - 1
         return max(self._start, behind)
 
-    def admit(self, tweets: Iterable[Tweet]) -> list[Tweet]:
+    def admit(self, tweets: Iterable[TimelineTweet]) -> list[TimelineTweet]:
         """The tweets not yielded yet, oldest first; from now on they count as yielded."""
         fresh = {t.tweet_id: t for t in tweets if t.tweet_id > self._start and t.tweet_id not in self._seen}
         ordered = [fresh[tweet_id] for tweet_id in sorted(fresh)]
@@ -255,5 +260,5 @@ def _position(cursor: str, kind: str) -> int:
     return keys[0]
 
 
-def _page(tweets: list[Tweet], has_more: bool, kind: str) -> Page:
+def _page(tweets: Sequence[TimelineTweet], has_more: bool, kind: str) -> Page:
     return Page(tweets, encode_cursor(kind, tweets[-1].tweet_id) if has_more and tweets else "")

@@ -36,8 +36,6 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
-from chirp.tweets.v1 import tweets_pb2
-from timeline_svc.convert import tweet_from_proto, tweet_to_proto
 from timeline_svc.keys import (
     CHANGED_KEY_PREFIX,
     TOMBSTONE,
@@ -47,7 +45,7 @@ from timeline_svc.keys import (
     last_post_key,
     tweet_key,
 )
-from timeline_svc.models import Entry, Tweet
+from timeline_svc.models import CachedTweet, Entry
 from timeline_svc.ports import StoreUnavailable
 
 # Every Redis failure: raised as StoreUnavailable.
@@ -60,15 +58,15 @@ BUILD_TTL_SECONDS = 30
 
 @dataclass(frozen=True)
 class RawPage:
-    """What read.lua found: entries newest first with their cached tweets (None on a miss, or
-    when the tweet changed a moment ago).
+    """What read.lua found: entries newest first with their cached tweets' bytes (None on a miss,
+    or when the tweet changed a moment ago).
 
     Redis holds every entry of the timeline above `horizon`; below it only PostgreSQL knows.
     `pending_own` is the reader's newest tweet when the workers have not put it in yet (else 0).
     """
 
     entries: list[Entry]
-    cached: list[Tweet | None]
+    cached: list[bytes | None]
     horizon: int
     pending_own: int
 
@@ -171,7 +169,7 @@ class TimelineStore:
         pending = reply[2]
         return RawPage(
             entries=[Entry.parse(m) for m in reply[4 : 4 + count]],
-            cached=[_decode(blob) for blob in reply[4 + count : 4 + 2 * count]],
+            cached=[_blob(blob) for blob in reply[4 + count : 4 + 2 * count]],
             horizon=int.from_bytes(reply[1], "big"),
             pending_own=int(pending) if pending else 0,
         )
@@ -348,7 +346,7 @@ class TweetCacheStorage:
         )
 
     @_translating
-    async def get(self, ids: Sequence[int]) -> list[Tweet | None]:
+    async def get(self, ids: Sequence[int]) -> list[bytes | None]:
         """The cached tweets (None on a miss, or when the tweet changed a moment ago), one MGET."""
         if not ids:
             return []
@@ -357,19 +355,18 @@ class TweetCacheStorage:
         )
         count = len(ids)
         return [
-            None if changed else _decode(blob)
+            None if changed else _blob(blob)
             for blob, changed in zip(blobs[:count], blobs[count:], strict=True)
         ]
 
     @_translating
-    async def put(self, tweets: Collection[Tweet]) -> None:
-        """Cache the tweets that have their author, unless already there; a tweet that changed a
-        moment ago gets a tombstone instead (cache_put.lua)."""
-        kept = [t for t in tweets if t.author is not None]
-        if not kept:
+    async def put(self, tweets: Collection[CachedTweet]) -> None:
+        """Cache the tweets, unless already there; a tweet that changed a moment ago gets a
+        tombstone instead (cache_put.lua)."""
+        if not tweets:
             return
-        keys = [*(tweet_key(t.tweet_id) for t in kept), *(changed_key(t.tweet_id) for t in kept)]
-        blobs = [tweet_to_proto(t).SerializeToString() for t in kept]
+        keys = [*(tweet_key(t.tweet_id) for t in tweets), *(changed_key(t.tweet_id) for t in tweets)]
+        blobs = [t.data for t in tweets]
         await self._put(keys=keys, args=[self._ttl, TOMBSTONE_SECONDS, TOMBSTONE, *blobs], client=self._redis)
 
     @_translating
@@ -378,10 +375,11 @@ class TweetCacheStorage:
         await self._redis.set(tweet_key(tweet_id), TOMBSTONE, ex=TOMBSTONE_SECONDS)
 
 
-def _decode(blob: bytes | None) -> Tweet | None:
+def _blob(blob: bytes | None) -> bytes | None:
+    """A cached tweet's bytes; None for a miss or a tombstone."""
     if blob is None or blob == TOMBSTONE:
         return None
-    return tweet_from_proto(tweets_pb2.Tweet.FromString(blob))
+    return blob
 
 
 def _text(value: Any) -> str:

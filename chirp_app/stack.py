@@ -142,11 +142,18 @@ async def start_stack(
     settings.graph_addr, tweets_addr and timeline_addr name: every worker's."""
     from chirp_app.edge import start_edge
     from graph_svc.server import start as start_graph
+    from graph_svc.tokens import ensure_key
     from timeline_svc.server import start as start_timeline
     from tweets_svc.server import start as start_tweets
 
     if with_edge and with_envoy:
         settings = public_port_fixed(settings)
+    if settings.jwks_port == 0:
+        # Envoy's config names the graph service's JWKS port, which must so be known before.
+        settings = settings.with_changes(jwks_port=free_port(settings.host))
+    created = await asyncio.to_thread(ensure_key, settings.jwt_keys)
+    if created is not None:
+        log.info("created the first access-token signing key %s in %s", created, settings.jwt_keys)
     database_url, postgres = await start_postgres(settings)
     stack = Stack(settings, database_url, "", postgres=postgres)
     try:

@@ -29,6 +29,8 @@ from chirp_core.errors import ChirpError, InvalidArgument, Unauthenticated
 from chirp_core.settings import target_addresses
 
 USER_ID_HEADER = "x-chirp-user-id"
+# The session of the caller's access token (its `sid` claim), set by the gateway like USER_ID_HEADER.
+SESSION_ID_HEADER = "x-chirp-session-id"
 REQUEST_ID_HEADER = "x-request-id"
 # Set on every call one service makes to another (downstream_channel): a client error such a call
 # gets was the caller's to handle or report, so the callee logs it at DEBUG only.
@@ -67,6 +69,18 @@ def caller_id(context: grpc.aio.ServicerContext[Any, Any]) -> int | None:
                 return int(text)
             except ValueError:
                 raise Unauthenticated(f"{USER_ID_HEADER} is not a user ID") from None
+    return None
+
+
+def caller_session_id(context: grpc.aio.ServicerContext[Any, Any]) -> int | None:
+    """The session the gateway named in x-chirp-session-id, or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == SESSION_ID_HEADER:
+            text = value.decode() if isinstance(value, bytes) else value
+            try:
+                return int(text)
+            except ValueError:
+                raise Unauthenticated(f"{SESSION_ID_HEADER} is not a session ID") from None
     return None
 
 

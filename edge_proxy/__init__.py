@@ -1,2 +1,2 @@
-"""The edge: what Envoy calls (ext_authz, the rate-limit service) and the code that writes
+"""The edge: what Envoy calls (the rate-limit service) and the code that writes
 Envoy's config (REST to gRPC transcoding, gRPC-Web, auth, limits); chirp_app runs Envoy."""

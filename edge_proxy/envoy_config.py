@@ -8,12 +8,14 @@ public route table, its per-route auth and rate-limit policy, and the filters in
 production form (hosts graph, tweets, timeline, edge by DNS), which is edge_proxy/envoy.yaml.
 
 A request passes: header_mutation (on the way out: drops grpc-* and x-envoy-* headers) -> health
-check (/healthz) -> grpc_web -> ext_authz (bearer token -> x-chirp-user-id; a route marked public
-needs no token) -> local_ratelimit (reads: a token bucket per user, in Envoy) -> ratelimit (writes
-and sign-ins: the route's descriptors, to the rate-limit service) -> grpc_json_transcoder (REST ->
-gRPC; gRPC and gRPC-Web calls pass as they are) -> the media cache (/media/ only) -> router. Envoy's own
+check (/healthz) -> grpc_web -> jwt_authn (the bearer token, a JWT checked against the graph
+service's published keys -> x-chirp-user-id and x-chirp-session-id, which strip_identity removed
+from the client's request first; a public route needs no token) -> local_ratelimit (reads: a token
+bucket per user, in Envoy) -> ratelimit (writes and sign-ins: the route's descriptors, to the
+rate-limit service) -> grpc_json_transcoder (REST -> gRPC; gRPC and gRPC-Web calls pass as they
+are) -> the media cache (/media/ only) -> router. Envoy's own
 error answers are rewritten into google.rpc.Status JSON (local_reply_config); answers our
-services, the auth service or the rate-limit service wrote are left as they are.
+services or the rate-limit service wrote are left as they are.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from typing import Any
 
 import yaml
 
-from chirp_core.rpc import ERROR_DOMAIN, USER_ID_HEADER
+from chirp_core.rpc import ERROR_DOMAIN, SESSION_ID_HEADER, USER_ID_HEADER
 from chirp_core.settings import Settings, target_addresses
-from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
 from edge_proxy.http_rules import HttpRoute, http_routes
 from edge_proxy.limits import (
     DEFAULT_LIMITS_FILE,
@@ -57,8 +58,11 @@ CLUSTER_OF_SERVICE: Mapping[str, str] = {
     "chirp.tweets.v1.TweetService": "tweets",
     "chirp.timeline.v1.TimelineService": "timeline",
 }
-# The ext_authz and rate-limit services (edge_proxy.server).
+# The rate-limit service (edge_proxy.server).
 EDGE_CLUSTER = "edge"
+# The access tokens' public keys (graph_svc.jwks_server), read by jwt_authn and served publicly.
+JWKS_CLUSTER = "jwks"
+JWKS_PATH = "/.well-known/jwks.json"
 MEDIA_CLUSTER = "media"
 HEALTH_PATH = "/healthz"
 PING_PATH = "/ping"
@@ -70,7 +74,7 @@ MAX_WEB_FILE_BYTES = 8 * 1024 * 1024
 # The OpenAPI document of the REST API (edge_proxy.openapi; scripts/protos.py generates the file).
 OPENAPI_PATH = "/openapi.json"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-# Calls that need no bearer token: sign-up and log-in.
+# Calls that need no bearer token: sign-up, log-in and refresh. Every other call needs a valid one.
 PUBLIC_RPCS = SIGN_IN_RPCS
 # Response headers no REST client should see. The router and the rate-limit filter are also told
 # to add no x-envoy-* header of their own; the health check filter adds one regardless.
@@ -84,7 +88,14 @@ HIDDEN_RESPONSE_HEADERS = (
     "x-envoy-upstream-healthchecked-cluster",
 )
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
+JWT_AUTHN = "envoy.filters.http.jwt_authn"
+# A second header_mutation filter, for requests only, never turned off on a route: it removes the
+# identity headers a client sent before jwt_authn sets them from a verified token.
+STRIP_IDENTITY = "chirp.strip_identity"
+IDENTITY_HEADERS = (USER_ID_HEADER, SESSION_ID_HEADER)
+JWT_PROVIDER = "chirp"
+# The jwt_authn requirement of every non-public RPC route: a valid token of JWT_PROVIDER.
+SIGNED_IN = "signed_in"
 LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
 # Route metadata naming a route's budget in Envoy's local rate limit (reads): the local filter's
 # descriptor is (generic_key: <budget>, user_id: <x-chirp-user-id>), and a route without it has none.
@@ -164,6 +175,9 @@ class EnvoyOptions:
     openapi_file: str = ""
     media_cache_bytes: int = 1024 * 1024 * 1024
     media_cache_dir: str = "/var/cache/chirp/media"
+    # The access tokens' `iss`, and how long Envoy keeps the JWKS before fetching it again.
+    jwt_issuer: str = "chirp"
+    jwks_cache_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings, descriptor_path: str, run_dir: str = "") -> EnvoyOptions:
@@ -172,6 +186,7 @@ class EnvoyOptions:
             Upstream("tweets", target_addresses(settings.tweets_target)),
             Upstream("timeline", target_addresses(settings.timeline_target)),
             Upstream(EDGE_CLUSTER, target_addresses(settings.auth_target)),
+            Upstream(JWKS_CLUSTER, target_addresses(settings.jwks_target), grpc=False),
         ]
         if settings.media_store == "local":
             upstreams.append(
@@ -199,6 +214,8 @@ class EnvoyOptions:
             web_root=_web_root(settings.web_root),
             openapi_file=str(OPENAPI_FILE) if OPENAPI_FILE.is_file() else "",
             media_cache_dir=str(Path(run_dir or settings.data_dir / "envoy") / "media-cache"),
+            jwt_issuer=settings.jwt_issuer,
+            jwks_cache_seconds=settings.jwks_cache_seconds,
         )
 
     @property
@@ -220,6 +237,7 @@ def production_options() -> EnvoyOptions:
             Upstream("tweets", (("tweets", 50052),)),
             Upstream("timeline", (("timeline", 50053),)),
             Upstream(EDGE_CLUSTER, (("edge", 50054),)),
+            Upstream(JWKS_CLUSTER, (("graph", 50056),), grpc=False),
         ),
         openapi_file="/etc/chirp/openapi.json",
         read_limits=load_limits(DEFAULT_LIMITS_FILE).reads,
@@ -279,12 +297,14 @@ def _set_headers(headers: Mapping[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _public(route: dict[str, Any]) -> dict[str, Any]:
-    """Mark a route public for the auth service (no token needed; a client-sent user header is
-    still removed by it)."""
-    route.setdefault("typed_per_filter_config", {})[EXT_AUTHZ] = {
-        "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-        "check_settings": {"context_extensions": {AUTH_POLICY_KEY: PUBLIC_POLICY}},
+def _auth_policy(route: dict[str, Any], public: bool) -> dict[str, Any]:
+    """A public route takes no token (jwt_authn off); any other needs a valid one. Either way the
+    identity headers a client sent are gone (STRIP_IDENTITY)."""
+    if public:
+        return _filters_off(route, JWT_AUTHN)
+    route.setdefault("typed_per_filter_config", {})[JWT_AUTHN] = {
+        "@type": TYPE + "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
+        "requirement_name": SIGNED_IN,
     }
     return route
 
@@ -314,7 +334,7 @@ def _rpc_route(name: str, match: dict[str, Any], http: HttpRoute, options: Envoy
     route: dict[str, Any] = {"name": name, "match": match, "route": action}
     if options.rate_limiting and read and options.read_limits:
         route["metadata"] = {"filter_metadata": {BUDGET_METADATA: {"budget": READS}}}
-    return _public(route) if http.rpc in PUBLIC_RPCS else route
+    return _auth_policy(route, http.rpc in PUBLIC_RPCS)
 
 
 def api_route(http: HttpRoute, options: EnvoyOptions) -> dict[str, Any]:
@@ -344,7 +364,7 @@ def _direct(
     route: dict[str, Any] = {"name": name, "match": match, "direct_response": response}
     if headers:
         route["response_headers_to_add"] = _set_headers(headers)
-    return _filters_off(route, EXT_AUTHZ)
+    return _filters_off(route, JWT_AUTHN)
 
 
 def _status_route(
@@ -400,6 +420,8 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
         headers = {"content-type": "application/json", "cache-control": "no-cache"}
         table.append(_direct("openapi", openapi, 200, {"filename": options.openapi_file}, headers))
         get_only.append(("openapi", OPENAPI_PATH))
+    table.append(jwks_route())
+    get_only.append(("jwks", JWKS_PATH))
     for name, path in get_only:
         table.append(
             _status_route(f"{name}-wrong-method", {"path": path}, 405, "allowed: GET", {"allow": "GET"})
@@ -413,6 +435,16 @@ def routes(options: EnvoyOptions) -> list[dict[str, Any]]:
     return table
 
 
+def jwks_route() -> dict[str, Any]:
+    """The access tokens' public keys, for anyone who checks a token (no token needed)."""
+    route = {
+        "name": "jwks",
+        "match": {"path": JWKS_PATH, "headers": _method_is("GET")},
+        "route": {"cluster": JWKS_CLUSTER, "timeout": "5s"},
+    }
+    return _filters_off(route, JWT_AUTHN, "envoy.filters.http.grpc_json_transcoder")
+
+
 def media_route(options: EnvoyOptions) -> dict[str, Any]:
     """The local object store: uploads authorized by their signed policy (no token), downloads
     public and cached (the CDN of one machine)."""
@@ -421,7 +453,7 @@ def media_route(options: EnvoyOptions) -> dict[str, Any]:
         "match": {"prefix": MEDIA_PREFIX},
         "route": {"cluster": MEDIA_CLUSTER, "timeout": "300s"},
     }
-    return _filters_off(route, EXT_AUTHZ, "envoy.filters.http.grpc_json_transcoder")
+    return _filters_off(route, JWT_AUTHN, "envoy.filters.http.grpc_json_transcoder")
 
 
 # Filters.
@@ -436,6 +468,13 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
             "typed_config": {
                 "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                 "mutations": {"response_mutations": [{"remove": name} for name in HIDDEN_RESPONSE_HEADERS]},
+            },
+        },
+        {
+            "name": STRIP_IDENTITY,
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": {"request_mutations": [{"remove": name} for name in IDENTITY_HEADERS]},
             },
         },
         {
@@ -462,16 +501,8 @@ def http_filters(options: EnvoyOptions) -> list[dict[str, Any]]:
         },
         {
             # Authentication first: no token, no rate-limit budget spent, no transcoding.
-            "name": EXT_AUTHZ,
-            "typed_config": {
-                "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-                "grpc_service": {"envoy_grpc": {"cluster_name": EDGE_CLUSTER}, "timeout": "2s"},
-                "transport_api_version": "V3",
-                # Fail closed: the auth service down means 503 for everyone, never a free pass.
-                "failure_mode_allow": False,
-                "status_on_error": {"code": "ServiceUnavailable"},
-                "include_peer_certificate": False,
-            },
+            "name": JWT_AUTHN,
+            "typed_config": jwt_authn_config(options),
         },
     ]
     if options.rate_limiting and options.read_limits:
@@ -592,6 +623,38 @@ def read_limit_config(limits: tuple[ReadLimit, ...]) -> dict[str, Any]:
     }
 
 
+def jwt_authn_config(options: EnvoyOptions) -> dict[str, Any]:
+    """Access tokens checked by Envoy alone: an EdDSA JWT from the Authorization header, signed by
+    a key of the graph service's JWKS, fetched at start (the listener waits for it) and again every
+    jwks_cache_seconds in the background. Its sub and sid claims go upstream as the identity
+    headers; the token itself does not."""
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {
+            JWT_PROVIDER: {
+                "issuer": options.jwt_issuer,
+                "remote_jwks": {
+                    "http_uri": {
+                        "uri": f"http://{JWKS_CLUSTER}{JWKS_PATH}",
+                        "cluster": JWKS_CLUSTER,
+                        "timeout": "2s",
+                    },
+                    "cache_duration": _duration(options.jwks_cache_seconds),
+                    "async_fetch": {"failed_refetch_duration": "1s"},
+                },
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                "forward": False,
+                "clock_skew_seconds": 10,
+                "claim_to_headers": [
+                    {"header_name": USER_ID_HEADER, "claim_name": "sub"},
+                    {"header_name": SESSION_ID_HEADER, "claim_name": "sid"},
+                ],
+            }
+        },
+        "requirement_map": {SIGNED_IN: {"provider_name": JWT_PROVIDER}},
+    }
+
+
 def cache_config(options: EnvoyOptions) -> dict[str, Any]:
     """A file-system cache under the run directory, bounded in size (least recently used out)."""
     return {
@@ -609,10 +672,11 @@ def cache_config(options: EnvoyOptions) -> dict[str, Any]:
 
 def local_reply_config() -> dict[str, Any]:
     """Envoy's own error answers (no route, bad JSON, body too large, upstream down, rate limited)
-    as google.rpc.Status JSON. The auth service's denials (flag UAEX) and the rate-limit service's
-    (RL) carry their own JSON body and are kept: the first mapper that matches wins. A read refused
-    by Envoy's local rate limit also has flag RL but only a plain-text body, so it is matched first
-    (by its response code details) and given its Status body here."""
+    as google.rpc.Status JSON, jwt_authn's 401 ("Jwt is missing", "Jwt is expired", ...) among
+    them. The rate-limit service's denials (RL) carry their own JSON body and are kept: the first
+    mapper that matches wins. A read refused by Envoy's local rate limit also has flag RL but only
+    a plain-text body, so it is matched first (by its response code details) and given its Status
+    body here."""
     healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTH_PATH}}}}
 
     def status_is(status: int) -> dict[str, Any]:
@@ -652,7 +716,7 @@ def local_reply_config() -> dict[str, Any]:
             "filter": local_rate_limited,
             "body_format_override": {"json_format": reads_limited, "content_type": "application/json"},
         },
-        {"filter": {"response_flag_filter": {"flags": ["UAEX", "RL"]}}},
+        {"filter": {"response_flag_filter": {"flags": ["RL"]}}},
         health(200, "SERVING"),
         health(503, "NOT_SERVING"),
     ]

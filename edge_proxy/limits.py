@@ -64,7 +64,11 @@ MAX_BUCKET_TOKENS = 2**32 - 1
 
 # Calls counted per client IP (they carry no token): sign-up and login share one budget.
 SIGN_IN_RPCS = frozenset(
-    {"/chirp.users.v1.UserService/CreateUser", "/chirp.users.v1.UserService/CreateSession"}
+    {
+        "/chirp.users.v1.UserService/CreateUser",
+        "/chirp.users.v1.UserService/CreateSession",
+        "/chirp.users.v1.UserService/RefreshSession",
+    }
 )
 # Calls with a budget of their own per user, besides the budget of all writes.
 PER_USER_RPCS: Mapping[str, str] = {

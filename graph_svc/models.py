@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 # A keyset position in a list of edges, newest first: (edge created_at, the other user's ID).
 Keyset = tuple[datetime, int]
@@ -29,20 +30,46 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Session:
-    """A stored login. The token itself is never stored, only its hash."""
+    """A stored login. Its refresh token is never stored, only its hash; `expires_at` is when the
+    current refresh token stops working."""
 
+    session_id: int
     user_id: int
     created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class RefreshOutcome(Enum):
+    ROTATED = "rotated"
+    UNKNOWN = "unknown"
+    # The token was exchanged before: the session is now revoked.
+    REUSED = "reused"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """What an access token says: the JWT claims iss, sub, sid, iat and exp."""
+
+    issuer: str
+    user_id: int
+    session_id: int
+    issued_at: datetime
     expires_at: datetime
 
 
 @dataclass(frozen=True)
 class IssuedSession:
-    """A new login: the bearer token is shown to the client this once."""
+    """New tokens of a session, shown to the client this once."""
 
-    token: str
     user_id: int
-    expires_at: datetime
+    session_id: int
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
 
 
 @dataclass(frozen=True)

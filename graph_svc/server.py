@@ -14,10 +14,12 @@ from chirp_core.metrics import Metrics
 from chirp_core.outbox import start_relay
 from chirp_core.settings import Settings
 from chirp_core.snowflake import SnowflakeGenerator
+from graph_svc.jwks_server import serve_jwks
 from graph_svc.passwords import Passwords
-from graph_svc.service import AccountService, GraphService
+from graph_svc.service import AccountService, GraphService, SessionPolicy
 from graph_svc.servicer import GraphServicer, UserServicer
 from graph_svc.storage import GraphStorage
+from graph_svc.tokens import KeyRing
 
 SCHEMA = "graph"
 
@@ -29,12 +31,13 @@ async def start(
     metrics = metrics or Metrics()
     pool = await open_pool(settings, database_url, name=SCHEMA)
     storage = GraphStorage(pool)
-    accounts = AccountService(
-        storage,
-        SnowflakeGenerator(settings.node_id),
-        Passwords(),
-        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+    keys = KeyRing(settings.jwt_keys)
+    policy = SessionPolicy(
+        issuer=settings.jwt_issuer,
+        access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_ttl=timedelta(seconds=settings.session_ttl_seconds),
     )
+    accounts = AccountService(storage, SnowflakeGenerator(settings.node_id), Passwords(), keys, policy)
     graph = GraphService(storage)
 
     def register(server: grpc.aio.Server) -> list[str]:
@@ -45,14 +48,28 @@ async def start(
             graph_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
         ]
 
+    keys.signer()  # no signing key is a configuration error, told before anything listens
+    try:
+        jwks = await serve_jwks(
+            keys,
+            settings.host,
+            settings.jwks_port,
+            max_age_seconds=settings.jwks_cache_seconds,
+            reuse_port=settings.share_ports,
+        )
+    except BaseException:
+        await pool.close()
+        raise
     try:
         running = await start_server(
             "graph", f"{settings.host}:{port}", register, share_port=settings.share_ports
         )
     except BaseException:
+        await jwks.stop()
         await pool.close()
         raise
     running.metrics = metrics
     running.on_stop.append(pool.close)
+    running.on_stop.append(jwks.stop)
     running.on_stop.append(await start_relay(settings, pool, database_url, SCHEMA, metrics))
     return running

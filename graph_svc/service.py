@@ -1,6 +1,7 @@
 """The rules of the graph service.
 
-Accounts and sessions: sign-up, profiles, login and bearer tokens. The follow graph: who may
+Accounts and sessions: sign-up, profiles, login, short-lived access tokens and rotating refresh
+tokens. The follow graph: who may
 follow whom, and how its lists page and stream.
 """
 
@@ -13,12 +14,21 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chirp_core.errors import InvalidArgument, NotFound, Unauthenticated, require_caller
 from chirp_core.paging import decode_cursor, encode_cursor, page_size
 from chirp_core.snowflake import SnowflakeGenerator
-from graph_svc.models import EdgeUser, IssuedSession, Keyset, Relationship, Session, User
+from graph_svc.models import (
+    AccessClaims,
+    EdgeUser,
+    IssuedSession,
+    Keyset,
+    RefreshOutcome,
+    Relationship,
+    Session,
+    User,
+)
 
 if TYPE_CHECKING:
     from graph_svc.passwords import Passwords
@@ -29,6 +39,24 @@ MAX_DISPLAY_NAME = 50
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 MAX_BATCH_IDS = 1_000
+REFRESH_TOKEN_BYTES = 32
+# What secrets.token_urlsafe(REFRESH_TOKEN_BYTES) returns: 43 characters of base64url.
+_REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_REFRESH_ERRORS: dict[RefreshOutcome, Callable[[], Unauthenticated]] = {
+    RefreshOutcome.UNKNOWN: lambda: Unauthenticated(
+        "the refresh token is not valid; log in again", reason="REFRESH_TOKEN_INVALID"
+    ),
+    RefreshOutcome.REUSED: lambda: Unauthenticated(
+        "the refresh token was already used, so the session is revoked; log in again",
+        reason="REFRESH_TOKEN_REUSED",
+    ),
+    RefreshOutcome.REVOKED: lambda: Unauthenticated(
+        "the session has ended (logged out or revoked); log in again", reason="SESSION_REVOKED"
+    ),
+    RefreshOutcome.EXPIRED: lambda: Unauthenticated(
+        "the refresh token has expired; log in again", reason="REFRESH_TOKEN_EXPIRED"
+    ),
+}
 
 DEFAULT_BATCH_SIZE = 5_000
 MAX_BATCH_SIZE = 50_000
@@ -40,14 +68,33 @@ _MICROSECOND = timedelta(microseconds=1)
 _START: Keyset = (datetime(9999, 12, 31, tzinfo=UTC), 2**63 - 1)
 
 
+class AccessTokenSigner(Protocol):
+    """Signs access tokens (graph_svc.tokens.KeyRing)."""
+
+    def sign(self, claims: AccessClaims) -> str: ...
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    issuer: str
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+
+
 class AccountService:
     def __init__(
-        self, storage: GraphStorage, ids: SnowflakeGenerator, passwords: Passwords, session_ttl: timedelta
+        self,
+        storage: GraphStorage,
+        ids: SnowflakeGenerator,
+        passwords: Passwords,
+        signer: AccessTokenSigner,
+        policy: SessionPolicy,
     ) -> None:
         self._storage = storage
         self._ids = ids
         self._passwords = passwords
-        self._session_ttl = session_ttl
+        self._signer = signer
+        self._policy = policy
 
     async def create_user(self, handle: str, display_name: str, password: str) -> User:
         key = _handle_key(handle)
@@ -86,21 +133,51 @@ class AccountService:
             raise _bad_credentials()
         if not await self._passwords.verify(credentials.password_hash, password):
             raise _bad_credentials()
-        token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
-        session = Session(credentials.user_id, now, now + self._session_ttl)
-        await self._storage.insert_session(_token_hash(token), session)
-        return IssuedSession(token, session.user_id, session.expires_at)
+        refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        session = Session(self._ids.next_id(), credentials.user_id, now, now + self._policy.refresh_ttl)
+        await self._storage.insert_session(session, _token_hash(refresh_token))
+        return self._issue(session, refresh_token, now)
 
-    async def validate_token(self, token: str) -> Session:
-        if not token:
-            raise InvalidArgument("token", "is required")
-        session = await self._storage.get_session(_token_hash(token))
-        if session is None:
-            raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
-        if session.expires_at <= datetime.now(UTC):
-            raise Unauthenticated("the token has expired", reason="TOKEN_EXPIRED")
-        return session
+    async def refresh_session(self, refresh_token: str) -> IssuedSession:
+        """Exchange a refresh token for new tokens. The old one stops working; presenting it again
+        revokes the session (the token was stolen, or the client is broken)."""
+        if not refresh_token:
+            raise InvalidArgument("refresh_token", "is required")
+        if not _REFRESH_TOKEN.fullmatch(refresh_token):
+            raise InvalidArgument("refresh_token", "is not a refresh token this server issued")
+        now = datetime.now(UTC)
+        new_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        outcome, session = await self._storage.refresh_session(
+            _token_hash(refresh_token), _token_hash(new_token), now, now + self._policy.refresh_ttl
+        )
+        if outcome is RefreshOutcome.ROTATED and session is not None:
+            return self._issue(session, new_token, now)
+        raise _REFRESH_ERRORS[outcome]()
+
+    async def delete_session(self, caller: int | None, session_id: int | None) -> None:
+        """Log out: the caller's session can no longer be refreshed. Idempotent."""
+        if caller is None:
+            raise Unauthenticated()
+        if session_id is None:
+            raise Unauthenticated("the access token names no session", reason="SESSION_MISSING")
+        await self._storage.revoke_session(session_id, caller, datetime.now(UTC))
+
+    def _issue(self, session: Session, refresh_token: str, now: datetime) -> IssuedSession:
+        # Whole seconds: the JWT's iat and exp are, and expires_at must say what exp says.
+        issued_at = now.replace(microsecond=0)
+        access_expires_at = issued_at + self._policy.access_ttl
+        claims = AccessClaims(
+            self._policy.issuer, session.user_id, session.session_id, issued_at, access_expires_at
+        )
+        return IssuedSession(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            access_token=self._signer.sign(claims),
+            access_expires_at=access_expires_at,
+            refresh_token=refresh_token,
+            refresh_expires_at=session.expires_at,
+        )
 
 
 @dataclass(frozen=True)

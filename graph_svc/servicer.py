@@ -11,8 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
-from chirp_core.rpc import caller_id
-from graph_svc.models import User
+from chirp_core.rpc import caller_id, caller_session_id
+from graph_svc.models import IssuedSession, User
 from graph_svc.service import AccountService, GraphService, UserPage
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -33,17 +33,19 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         self, request: users_pb2.CreateSessionRequest, context: Context
     ) -> users_pb2.CreateSessionResponse:
         session = await self._accounts.create_session(request.handle, request.password)
-        return users_pb2.CreateSessionResponse(
-            token=session.token, user_id=session.user_id, expires_at=_timestamp(session.expires_at)
-        )
+        return users_pb2.CreateSessionResponse(**_session_fields(session))
 
-    async def ValidateToken(
-        self, request: users_pb2.ValidateTokenRequest, context: Context
-    ) -> users_pb2.ValidateTokenResponse:
-        session = await self._accounts.validate_token(request.token)
-        return users_pb2.ValidateTokenResponse(
-            user_id=session.user_id, expires_at=_timestamp(session.expires_at)
-        )
+    async def RefreshSession(
+        self, request: users_pb2.RefreshSessionRequest, context: Context
+    ) -> users_pb2.RefreshSessionResponse:
+        session = await self._accounts.refresh_session(request.refresh_token)
+        return users_pb2.RefreshSessionResponse(**_session_fields(session))
+
+    async def DeleteSession(
+        self, request: users_pb2.DeleteSessionRequest, context: Context
+    ) -> users_pb2.DeleteSessionResponse:
+        await self._accounts.delete_session(caller_id(context), caller_session_id(context))
+        return users_pb2.DeleteSessionResponse()
 
     async def BatchGetUsers(
         self, request: users_pb2.BatchGetUsersRequest, context: Context
@@ -113,6 +115,16 @@ def user_proto(user: User) -> users_pb2.User:
         follower_count=user.follower_count,
         following_count=user.following_count,
     )
+
+
+def _session_fields(session: IssuedSession) -> dict[str, Any]:
+    return {
+        "token": session.access_token,
+        "user_id": session.user_id,
+        "expires_at": _timestamp(session.access_expires_at),
+        "refresh_token": session.refresh_token,
+        "refresh_token_expires_at": _timestamp(session.refresh_expires_at),
+    }
 
 
 def _users(page: UserPage) -> list[users_pb2.User]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import class_row
@@ -10,10 +11,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.db import Connections
 from chirp_core.errors import AlreadyExists, NotFound
-from graph_svc.models import Credentials, EdgeUser, FollowEdge, Keyset, RelationshipRow, Session, User
+from graph_svc.models import (
+    Credentials,
+    EdgeUser,
+    FollowEdge,
+    Keyset,
+    RefreshOutcome,
+    RelationshipRow,
+    Session,
+    User,
+)
 
 _USER_COLUMNS = "user_id, handle, display_name, created_at, follower_count, following_count"
 _HANDLE_CONSTRAINT = "users_handle_key"
+_SESSION_COLUMNS = "session_id, user_id, created_at, expires_at, revoked_at"
 _FOLLOWER_CONSTRAINT = "follows_follower_fkey"
 
 
@@ -69,27 +80,79 @@ class GraphStorage:
             await cur.execute("SELECT user_id, password_hash FROM graph.users WHERE handle = %s", (handle,))
             return await cur.fetchone()
 
-    async def insert_session(self, token_hash: bytes, session: Session) -> None:
-        """Store a login, dropping the user's expired ones so the table does not grow forever."""
+    async def insert_session(self, session: Session, refresh_hash: bytes) -> None:
+        """Store a login, dropping the user's expired and revoked ones so the table does not grow
+        forever."""
         async with self._write() as conn:
             await conn.execute(
-                "DELETE FROM graph.sessions WHERE user_id = %s AND expires_at <= %s",
+                "DELETE FROM graph.sessions"
+                " WHERE user_id = %s AND (expires_at <= %s OR revoked_at IS NOT NULL)",
                 (session.user_id, session.created_at),
             )
             await conn.execute(
-                "INSERT INTO graph.sessions (token_hash, user_id, created_at, expires_at)"
-                " VALUES (%s, %s, %s, %s)",
-                (token_hash, session.user_id, session.created_at, session.expires_at),
+                "INSERT INTO graph.sessions"
+                " (session_id, user_id, refresh_hash, created_at, refreshed_at, expires_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    session.session_id,
+                    session.user_id,
+                    refresh_hash,
+                    session.created_at,
+                    session.created_at,
+                    session.expires_at,
+                ),
             )
 
-    async def get_session(self, token_hash: bytes) -> Session | None:
-        async with self._read() as conn:
+    async def refresh_session(
+        self, old_hash: bytes, new_hash: bytes, now: datetime, expires_at: datetime
+    ) -> tuple[RefreshOutcome, Session | None]:
+        """Swap the session's refresh token old_hash for new_hash, remembering old_hash as used.
+
+        A used token presented again revokes its session (committed, even though the call fails).
+        Two refreshes racing with one token serialise on the session's row: the second no longer
+        finds it current, finds it used, and revokes the session."""
+        async with self._write() as conn:
             cur = conn.cursor(row_factory=class_row(Session))
             await cur.execute(
-                "SELECT user_id, created_at, expires_at FROM graph.sessions WHERE token_hash = %s",
-                (token_hash,),
+                f"SELECT {_SESSION_COLUMNS} FROM graph.sessions WHERE refresh_hash = %s FOR UPDATE",
+                (old_hash,),
             )
-            return await cur.fetchone()
+            session = await cur.fetchone()
+            if session is None:
+                revoked = await conn.execute(
+                    "UPDATE graph.sessions SET revoked_at = coalesce(revoked_at, %s) WHERE session_id ="
+                    " (SELECT session_id FROM graph.used_refresh_tokens WHERE refresh_hash = %s)"
+                    " RETURNING session_id",
+                    (now, old_hash),
+                )
+                reused = await revoked.fetchone() is not None
+                return (RefreshOutcome.REUSED if reused else RefreshOutcome.UNKNOWN), None
+            if session.revoked_at is not None:
+                return RefreshOutcome.REVOKED, session
+            if session.expires_at <= now:
+                return RefreshOutcome.EXPIRED, session
+            await conn.execute(
+                "INSERT INTO graph.used_refresh_tokens (refresh_hash, session_id) VALUES (%s, %s)",
+                (old_hash, session.session_id),
+            )
+            await cur.execute(
+                "UPDATE graph.sessions SET refresh_hash = %s, refreshed_at = %s, expires_at = %s"
+                f" WHERE session_id = %s RETURNING {_SESSION_COLUMNS}",
+                (new_hash, now, expires_at, session.session_id),
+            )
+            rotated = await cur.fetchone()
+        assert rotated is not None
+        return RefreshOutcome.ROTATED, rotated
+
+    async def revoke_session(self, session_id: int, user_id: int, now: datetime) -> bool:
+        """Revoke the user's session; False when the user has no such session."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE graph.sessions SET revoked_at = coalesce(revoked_at, %s)"
+                " WHERE session_id = %s AND user_id = %s RETURNING 1",
+                (now, session_id, user_id),
+            )
+            return await cur.fetchone() is not None
 
     # The follow graph.
 

@@ -103,6 +103,7 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
         # Envoy and the media store, where a test starts them, on free ports too.
         envoy_admin_port=0,
         media_store_port=0,
+        jwks_port=0,
         envoy_health_check_seconds=0.5,
         # The request path's Redis deadline is tested on its own (tests/chirp_core/test_redis_breaker.py,
         # tests/e2e/faults/test_stalled_redis.py, at the default); elsewhere a busy machine must not

@@ -1,15 +1,23 @@
-"""Authentication and acting for oneself: 401 without a valid token, 403 for another user."""
+"""Authentication and acting for oneself: 401 without a valid access token (Envoy checks the JWT
+alone), 403 for another user."""
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
-import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from chirp_app.stack import Stack
+from graph_svc.tokens import KeyRing
 from tests.helpers.rest import PASSWORD, call, new_handle, sign_up, tweet
+from tests.helpers.tokens import claims, sign, sign_with_stack_key, unsigned, with_payload
 
-# Every route of the public API except the public ones (POST /users, POST /sessions, GET /healthz).
+# Every route of the public API except the public ones (POST /users, POST /sessions,
+# POST /sessions/refresh, GET /healthz, GET /.well-known/jwks.json).
 PROTECTED = [
+    ("DELETE", "/sessions"),
     ("GET", "/users/1"),
     ("POST", "/tweets"),
     ("GET", "/tweets/1"),
@@ -53,26 +61,78 @@ async def test_forged_or_malformed_token_is_401(http: aiohttp.ClientSession, aut
     _unauthenticated(reply.status, reply.json)
 
 
-async def test_expired_token_is_401(http: aiohttp.ClientSession, database_url: str) -> None:
-    user = await sign_up(http)  # the token is never used before it expires, so no cache holds it
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE graph.sessions SET expires_at = now() - interval '1 minute' WHERE user_id = %s",
-            (user.id,),
-        )
-    reply = await call(http, "GET", f"/users/{user.id}", user=user)
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_signed_by_the_published_key_works(http: aiohttp.ClientSession, stack: Stack) -> None:
+    """The control of the forgeries below: the same hand-made token, well signed, passes."""
+    user = await sign_up(http)
+    token = sign_with_stack_key(stack.settings.jwt_keys, claims(user.id))
+    (await call(http, "GET", f"/users/{user.id}", headers=_bearer(token))).expect(200)
+
+
+async def test_missing_token_is_401_with_a_bearer_challenge(http: aiohttp.ClientSession) -> None:
+    reply = await call(http, "GET", "/users/1")
     _unauthenticated(reply.status, reply.json)
-    again = await call(http, "POST", "/sessions", json={"handle": user.handle, "password": PASSWORD})
-    fresh = again.expect(200).json["token"]
-    ok = await call(http, "GET", f"/users/{user.id}", headers={"Authorization": f"Bearer {fresh}"})
-    ok.expect(200)
+    assert reply.json["message"] == "Jwt is missing"
+    assert reply.headers["www-authenticate"].startswith("Bearer realm=")
+    assert reply.headers["content-type"] == "application/json"
+
+
+def _other_signature(token: str) -> str:
+    head, _, signature = token.rpartition(".")
+    flipped = "A" if signature[0] != "A" else "B"
+    return f"{head}.{flipped}{signature[1:]}"
+
+
+FORGERIES = [
+    "expired",
+    "forged signature",
+    "unknown key",
+    "wrong key, real kid",
+    "alg none",
+    "tampered payload",
+    "wrong issuer",
+    "not yet valid",
+]
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_a_bad_token_is_401(http: aiohttp.ClientSession, stack: Stack, forgery: str) -> None:
+    user = await sign_up(http)
+    victim = await sign_up(http)
+    key_dir = stack.settings.jwt_keys
+    kid = KeyRing(key_dir).signer().kid
+    stranger = Ed25519PrivateKey.generate()
+    now = int(time.time())
+    tokens = {
+        # Past the 10 s of clock skew Envoy allows.
+        "expired": lambda: sign_with_stack_key(key_dir, claims(user.id, iat=now - 700, exp=now - 60)),
+        "forged signature": lambda: _other_signature(user.token),
+        "unknown key": lambda: sign(claims(user.id), stranger, "someone-elses-key"),
+        "wrong key, real kid": lambda: sign(claims(user.id), stranger, kid),
+        "alg none": lambda: unsigned(claims(user.id), kid),
+        "tampered payload": lambda: with_payload(user.token, sub=str(victim.id)),
+        "wrong issuer": lambda: sign_with_stack_key(key_dir, claims(user.id, iss="not-chirp")),
+        "not yet valid": lambda: sign_with_stack_key(key_dir, claims(user.id, nbf=now + 600)),
+    }
+    token = tokens[forgery]()
+    reply = await call(http, "GET", f"/users/{victim.id}", headers=_bearer(token))
+    _unauthenticated(reply.status, reply.json)
+    assert 'error="invalid_token"' in reply.headers["www-authenticate"], reply.headers
+    # The genuine token still works: the 401 is the forgery's.
+    (await call(http, "GET", f"/users/{victim.id}", user=user)).expect(200)
 
 
 async def test_public_routes_need_no_token(http: aiohttp.ClientSession) -> None:
     handle = new_handle()
     (await call(http, "POST", "/users", json={"handle": handle, "password": PASSWORD})).expect(200)
-    (await call(http, "POST", "/sessions", json={"handle": handle, "password": PASSWORD})).expect(200)
+    session = await call(http, "POST", "/sessions", json={"handle": handle, "password": PASSWORD})
+    refresh = {"refresh_token": session.expect(200).json["refresh_token"]}
+    (await call(http, "POST", "/sessions/refresh", json=refresh)).expect(200)
     (await call(http, "GET", "/healthz")).expect(200)
+    (await call(http, "GET", "/.well-known/jwks.json")).expect(200)
 
 
 async def test_a_client_cannot_name_the_caller_itself(http: aiohttp.ClientSession) -> None:

@@ -57,10 +57,10 @@ async def test_unknown_route_is_404_and_wrong_method_405(http: aiohttp.ClientSes
 
 
 async def test_internal_rpcs_are_not_reachable_from_outside(http: aiohttp.ClientSession) -> None:
-    """Only RPCs with a REST binding have routes: the internal ones (token validation, hydration)
-    are 404 at the edge, as gRPC(-Web) calls too."""
+    """Only RPCs with a REST binding have routes: the internal ones (hydration) are 404 at the edge,
+    as gRPC(-Web) calls too."""
     alice = await sign_up(http)
-    for rpc in ("/chirp.users.v1.UserService/ValidateToken", "/chirp.tweets.v1.TweetService/BatchGetTweets"):
+    for rpc in ("/chirp.users.v1.UserService/BatchGetUsers", "/chirp.tweets.v1.TweetService/BatchGetTweets"):
         headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
         reply = await call(http, "POST", rpc, user=alice, data=b"\x00\x00\x00\x00\x00", headers=headers)
         assert reply.status == 404, reply

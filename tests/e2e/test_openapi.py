@@ -13,9 +13,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from edge_proxy.envoy_config import (
-    EXT_AUTHZ,
+    JWT_AUTHN,
     OPENAPI_FILE,
     OPENAPI_PATH,
+    SIGNED_IN,
     production_options,
     routes,
 )
@@ -64,9 +65,8 @@ def _rest_routes() -> dict[tuple[str, str], bool]:
         if "route" not in route or "safe_regex" not in match:
             continue
         (method,) = (h["string_match"]["exact"] for h in match["headers"] if h["name"] == ":method")
-        authz = route.get("typed_per_filter_config", {}).get(EXT_AUTHZ, {})
-        public = authz.get("check_settings", {}).get("context_extensions", {}).get("auth") == "public"
-        found[(method, match["safe_regex"]["regex"])] = not public
+        jwt = route.get("typed_per_filter_config", {}).get(JWT_AUTHN, {})
+        found[(method, match["safe_regex"]["regex"])] = jwt.get("requirement_name") == SIGNED_IN
     return found
 
 
@@ -86,7 +86,8 @@ def test_every_rest_route_is_an_operation_and_only_the_public_ones_need_no_token
     envoy = _rest_routes()
     assert len(envoy) >= 15
     assert _operations() == envoy
-    assert sorted(r for r, token in envoy.items() if not token) == [("POST", "/sessions"), ("POST", "/users")]
+    public = sorted(r for r, token in envoy.items() if not token)
+    assert public == [("POST", "/sessions"), ("POST", "/sessions/refresh"), ("POST", "/users")]
     for path in ("/healthz", OPENAPI_PATH):
         assert DOCUMENT["paths"][path]["get"]["security"] == []
 

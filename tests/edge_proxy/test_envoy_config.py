@@ -14,8 +14,7 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from chirp_core.rpc import USER_ID_HEADER
-from edge_proxy.authz import AUTH_POLICY_KEY, PUBLIC_POLICY
+from chirp_core.rpc import SESSION_ID_HEADER, USER_ID_HEADER
 from edge_proxy.envoy_config import BUDGET_METADATA, CLUSTER_OF_SERVICE, production_yaml
 from edge_proxy.http_rules import descriptor_set
 from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, load_limits
@@ -25,10 +24,11 @@ ENVOY_YAML = ROOT / "edge_proxy" / "envoy.yaml"
 COMPOSE_YAML = ROOT / "deploy" / "docker-compose.yml"
 FILTER_ORDER = [
     "envoy.filters.http.header_mutation",
+    "chirp.strip_identity",
     "envoy.filters.http.lua",
     "envoy.filters.http.health_check",
     "envoy.filters.http.grpc_web",
-    "envoy.filters.http.ext_authz",
+    "envoy.filters.http.jwt_authn",
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.ratelimit",
     "envoy.filters.http.grpc_json_transcoder",
@@ -107,7 +107,7 @@ def sample_path(template: str) -> str:
 
 def rendered_descriptors(route: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
     """What Envoy's rate_limits actions send for a signed-in SAMPLE_USER from SAMPLE_IP (after
-    ext_authz set x-chirp-user-id, or removed it on the public routes)."""
+    jwt_authn set x-chirp-user-id, or strip_identity removed it on the public routes)."""
     headers = {} if "/" + route["name"] in SIGN_IN_RPCS else {USER_ID_HEADER: str(SAMPLE_USER)}
     descriptors = []
     # A read: Envoy's local rate limit, with the budget its route's metadata names.
@@ -223,21 +223,31 @@ def test_descriptors_per_user_and_per_ip(routes: list[dict[str, Any]]) -> None:
         ]
 
 
-def test_public_routes_are_sign_up_and_log_in_only(routes: list[dict[str, Any]]) -> None:
+def test_public_routes_are_sign_up_log_in_and_refresh_only(routes: list[dict[str, Any]]) -> None:
+    """Every RPC route, REST and gRPC(-Web) alike, names the token requirement explicitly, or turns
+    jwt_authn off: a route with neither would let any request through."""
+
     def policy(route: dict[str, Any]) -> str | None:
-        per_filter = route.get("typed_per_filter_config", {}).get("envoy.filters.http.ext_authz", {})
+        per_filter = route.get("typed_per_filter_config", {}).get("envoy.filters.http.jwt_authn", {})
         if per_filter.get("disabled"):
             return "no auth"
-        extensions = per_filter.get("check_settings", {}).get("context_extensions", {})
-        return extensions.get(AUTH_POLICY_KEY)
+        requirement: str | None = per_filter.get("requirement_name")
+        return requirement
 
+    public = {rpc.rsplit("/", 1)[1] for rpc in SIGN_IN_RPCS}
+    assert public == {"CreateUser", "CreateSession", "RefreshSession"}
     for prefix in ("", "grpc:"):
         for name, route in method_routes(routes, prefix).items():
-            expected = PUBLIC_POLICY if "/" + name in SIGN_IN_RPCS else None
+            expected = "no auth" if "/" + name in SIGN_IN_RPCS else "signed_in"
             assert policy(route) == expected, (prefix, name)
-    answered_by_envoy = {r["name"] for r in routes if policy(r) == "no auth"}
+    tokenless = {r["name"] for r in routes if policy(r) == "no auth"}
+    forwarded = {r["name"] for r in routes if r["name"] in tokenless and "direct_response" not in r}
+    assert forwarded == {"jwks"} | {prefix + rpc[1:] for rpc in SIGN_IN_RPCS for prefix in ("", "grpc:")}
+    answered_by_envoy = tokenless - forwarded
     assert {"healthz", "ping", "not-found"} <= answered_by_envoy
-    assert all("direct_response" in r for r in routes if r["name"] in answered_by_envoy)
+    jwks = next(r for r in routes if r["name"] == "jwks")
+    assert route_matches(jwks, "/.well-known/jwks.json") and route_verb(jwks) == "GET"
+    assert jwks["route"]["cluster"] == "jwks"
     healthz = next(r for r in routes if r["name"] == "healthz")
     assert route_matches(healthz, "/healthz") and route_verb(healthz) == "GET"
 
@@ -264,12 +274,22 @@ def test_filters(manager: dict[str, Any], filters: dict[str, dict[str, Any]], en
     assert [f["name"] for f in manager["http_filters"]] == FILTER_ORDER
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
 
-    ext_authz = filters["envoy.filters.http.ext_authz"]
-    assert ext_authz["failure_mode_allow"] is False
-    assert ext_authz["status_on_error"]["code"] == "ServiceUnavailable"
-    assert ext_authz["transport_api_version"] == "V3"
-    assert "with_request_body" not in ext_authz
-    assert ext_authz["grpc_service"]["envoy_grpc"]["cluster_name"] in clusters
+    strip = filters["chirp.strip_identity"]["mutations"]
+    assert strip == {"request_mutations": [{"remove": USER_ID_HEADER}, {"remove": SESSION_ID_HEADER}]}
+    jwt = filters["envoy.filters.http.jwt_authn"]
+    assert set(jwt["requirement_map"]) == {"signed_in"}
+    [(name, provider)] = jwt["providers"].items()
+    assert jwt["requirement_map"]["signed_in"] == {"provider_name": name}
+    assert provider["issuer"] == "chirp"
+    assert provider["forward"] is False
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+    assert "from_params" not in provider and "from_cookies" not in provider
+    claims = {c["claim_name"]: c["header_name"] for c in provider["claim_to_headers"]}
+    assert claims == {"sub": USER_ID_HEADER, "sid": SESSION_ID_HEADER}
+    jwks = provider["remote_jwks"]
+    assert jwks["http_uri"]["cluster"] in clusters
+    assert jwks["http_uri"]["uri"].endswith("/.well-known/jwks.json")
+    assert "async_fetch" in jwks
 
     ratelimit = filters["envoy.filters.http.ratelimit"]
     assert ratelimit["domain"] == DOMAIN == load_limits(DEFAULT_LIMITS_FILE).domain
@@ -291,11 +311,15 @@ def test_filters(manager: dict[str, Any], filters: dict[str, dict[str, Any]], en
         "reject_binding_body_field_collisions": True,
     }
     health = filters["envoy.filters.http.health_check"]
-    assert set(health["cluster_min_healthy_percentages"]) == set(clusters)
+    # Every gRPC cluster (not the JWKS's, which Envoy reads over plain HTTP).
+    grpc_clusters = {name for name, c in clusters.items() if "health_checks" in c}
+    assert grpc_clusters == set(clusters) - {"jwks"}
+    assert set(health["cluster_min_healthy_percentages"]) == grpc_clusters
     hidden = filters["envoy.filters.http.header_mutation"]["mutations"]["response_mutations"]
     assert {"grpc-status", "grpc-message"} <= {m["remove"] for m in hidden}
 
-    for name, cluster in clusters.items():
+    for name in grpc_clusters:
+        cluster = clusters[name]
         options = cluster["typed_extension_protocol_options"][
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
         ]

@@ -1,8 +1,7 @@
-"""UserService: sign-up, profiles, login sessions and bearer tokens."""
+"""UserService: sign-up, profiles and the credentials check of log-in (sessions: test_sessions)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,8 +13,6 @@ from tests.helpers.api import Api, rpc_error
 from tests.helpers.database import query
 from tests.helpers.graph import assert_error
 
-SESSION_TTL = timedelta(days=30)  # the default Settings.session_ttl_seconds, kept by the test stack
-
 
 async def create(
     api: Api, handle: str, display_name: str = "", password: str = "correct horse"
@@ -26,10 +23,6 @@ async def create(
 
 async def login(api: Api, handle: str, password: str = "correct horse") -> users_pb2.CreateSessionResponse:
     return await api.users.CreateSession(users_pb2.CreateSessionRequest(handle=handle, password=password))
-
-
-async def validate(api: Api, token: str) -> users_pb2.ValidateTokenResponse:
-    return await api.users.ValidateToken(users_pb2.ValidateTokenRequest(token=token))
 
 
 # Sign-up and profiles.
@@ -145,32 +138,7 @@ async def test_batch_get_users_takes_1000_ids_but_not_1001(api: Api) -> None:
     assert_error(error, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "user_ids")
 
 
-# Sessions and tokens.
-
-
-async def test_login_gives_a_token_that_validates_to_the_user(api: Api) -> None:
-    user = await create(api, "Frank")
-    before = datetime.now(UTC)
-
-    session = await login(api, "FRANK")
-
-    assert session.user_id == user.user_id
-    assert len(session.token) >= 43
-    expires_at = session.expires_at.ToDatetime(tzinfo=UTC)
-    assert before + SESSION_TTL <= expires_at <= datetime.now(UTC) + SESSION_TTL
-    validated = await validate(api, session.token)
-    assert validated.user_id == user.user_id
-    assert validated.expires_at == session.expires_at
-
-
-async def test_each_login_gets_its_own_token_and_only_its_hash_is_stored(api: Api, database_url: str) -> None:
-    await create(api, "grace")
-    first, second = await login(api, "grace"), await login(api, "grace")
-    assert first.token != second.token
-
-    stored = await query(database_url, "SELECT token_hash FROM graph.sessions")
-    hashes = {hashlib.sha256(s.token.encode()).digest() for s in (first, second)}
-    assert {bytes(row[0]) for row in stored} == hashes  # type: ignore[arg-type]
+# Log-in credentials.
 
 
 async def test_a_wrong_password_and_an_unknown_handle_fail_alike(api: Api) -> None:
@@ -205,40 +173,3 @@ async def test_login_with_an_empty_field_is_invalid(api: Api, field: str) -> Non
     form = {"handle": "judy", "password": "correct horse", field: ""}
     error = await rpc_error(api.users.CreateSession(users_pb2.CreateSessionRequest(**form)))
     assert_error(error, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field)
-
-
-async def test_an_empty_token_is_invalid(api: Api) -> None:
-    error = await rpc_error(validate(api, ""))
-    assert_error(error, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "token")
-
-
-async def test_an_unknown_token_is_unauthenticated(api: Api) -> None:
-    error = await rpc_error(validate(api, "not-a-token-we-issued"))
-    assert_error(error, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
-
-
-async def test_an_expired_token_is_unauthenticated(api: Api, database_url: str) -> None:
-    user = await create(api, "mallory")
-    session = await login(api, "mallory")
-    await query(
-        database_url,
-        "UPDATE graph.sessions SET expires_at = now() - interval '1 second' WHERE user_id = %s",
-        user.user_id,
-    )
-    error = await rpc_error(validate(api, session.token))
-    assert_error(error, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
-
-
-async def test_a_new_login_clears_the_users_expired_sessions(api: Api, database_url: str) -> None:
-    user = await create(api, "niaj")
-    old = await login(api, "niaj")
-    await query(database_url, "UPDATE graph.sessions SET expires_at = now() - interval '1 second'")
-
-    new = await login(api, "niaj")
-
-    [(count,)] = await query(
-        database_url, "SELECT count(*) FROM graph.sessions WHERE user_id = %s", user.user_id
-    )
-    assert count == 1
-    assert (await validate(api, new.token)).user_id == user.user_id
-    assert_error(await rpc_error(validate(api, old.token)), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hirp/users/v1/users.proto\x12\x0e\x63hirp.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ollower_count\x18\x05 \x01(\x05\x12\x17\n\x0f\x66ollowing_count\x18\x06 \x01(\x05\"K\n\x11\x43reateUserRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"8\n\x14\x43reateSessionRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"g\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"X\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x14\x42\x61tchGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"<\n\x15\x42\x61tchGetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.chirp.users.v1.User2\xf2\x03\n\x0bUserService\x12X\n\nCreateUser\x12!.chirp.users.v1.CreateUserRequest\x1a\x14.chirp.users.v1.User\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/users:\x01*\x12Y\n\x07GetUser\x12\x1e.chirp.users.v1.GetUserRequest\x1a\x14.chirp.users.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/users/{user_id}\x12r\n\rCreateSession\x12$.chirp.users.v1.CreateSessionRequest\x1a%.chirp.users.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/sessions:\x01*\x12\\\n\rValidateToken\x12$.chirp.users.v1.ValidateTokenRequest\x1a%.chirp.users.v1.ValidateTokenResponse\x12\\\n\rBatchGetUsers\x12$.chirp.users.v1.BatchGetUsersRequest\x1a%.chirp.users.v1.BatchGetUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hirp/users/v1/users.proto\x12\x0e\x63hirp.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ollower_count\x18\x05 \x01(\x05\x12\x17\n\x0f\x66ollowing_count\x18\x06 \x01(\x05\"K\n\x11\x43reateUserRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"8\n\x14\x43reateSessionRequest\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xbc\x01\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x15RefreshSessionRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xbd\x01\n\x16RefreshSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14\x44\x65leteSessionRequest\"\x17\n\x15\x44\x65leteSessionResponse\"(\n\x14\x42\x61tchGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"<\n\x15\x42\x61tchGetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.chirp.users.v1.User2\x84\x05\n\x0bUserService\x12X\n\nCreateUser\x12!.chirp.users.v1.CreateUserRequest\x1a\x14.chirp.users.v1.User\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/users:\x01*\x12Y\n\x07GetUser\x12\x1e.chirp.users.v1.GetUserRequest\x1a\x14.chirp.users.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/users/{user_id}\x12r\n\rCreateSession\x12$.chirp.users.v1.CreateSessionRequest\x1a%.chirp.users.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/sessions:\x01*\x12}\n\x0eRefreshSession\x12%.chirp.users.v1.RefreshSessionRequest\x1a&.chirp.users.v1.RefreshSessionResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/sessions/refresh:\x01*\x12o\n\rDeleteSession\x12$.chirp.users.v1.DeleteSessionRequest\x1a%.chirp.users.v1.DeleteSessionResponse\"\x11\x82\xd3\xe4\x93\x02\x0b*\t/sessions\x12\\\n\rBatchGetUsers\x12$.chirp.users.v1.BatchGetUsersRequest\x1a%.chirp.users.v1.BatchGetUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\022\022\020/users/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['CreateSession']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\202\323\344\223\002\016\"\t/sessions:\001*'
+  _globals['_USERSERVICE'].methods_by_name['RefreshSession']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['RefreshSession']._serialized_options = b'\202\323\344\223\002\026\"\021/sessions/refresh:\001*'
+  _globals['_USERSERVICE'].methods_by_name['DeleteSession']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['DeleteSession']._serialized_options = b'\202\323\344\223\002\013*\t/sessions'
   _globals['_USER']._serialized_start=110
   _globals['_USER']._serialized_end=268
   _globals['_CREATEUSERREQUEST']._serialized_start=270
@@ -47,16 +51,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREQUEST']._serialized_end=380
   _globals['_CREATESESSIONREQUEST']._serialized_start=382
   _globals['_CREATESESSIONREQUEST']._serialized_end=438
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=440
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=543
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=545
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=582
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=584
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=672
-  _globals['_BATCHGETUSERSREQUEST']._serialized_start=674
-  _globals['_BATCHGETUSERSREQUEST']._serialized_end=714
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=716
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=776
-  _globals['_USERSERVICE']._serialized_start=779
-  _globals['_USERSERVICE']._serialized_end=1277
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=441
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=629
+  _globals['_REFRESHSESSIONREQUEST']._serialized_start=631
+  _globals['_REFRESHSESSIONREQUEST']._serialized_end=677
+  _globals['_REFRESHSESSIONRESPONSE']._serialized_start=680
+  _globals['_REFRESHSESSIONRESPONSE']._serialized_end=869
+  _globals['_DELETESESSIONREQUEST']._serialized_start=871
+  _globals['_DELETESESSIONREQUEST']._serialized_end=893
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=895
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=918
+  _globals['_BATCHGETUSERSREQUEST']._serialized_start=920
+  _globals['_BATCHGETUSERSREQUEST']._serialized_end=960
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=962
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1022
+  _globals['_USERSERVICE']._serialized_start=1025
+  _globals['_USERSERVICE']._serialized_end=1669
 # @@protoc_insertion_point(module_scope)

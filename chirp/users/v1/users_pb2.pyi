@@ -145,20 +145,28 @@ Global___CreateSessionRequest: _TypeAlias = CreateSessionRequest  # noqa: Y015
 
 @_typing.final
 class CreateSessionResponse(_message.Message):
-    """CreateSessionResponse carries a new bearer token."""
+    """CreateSessionResponse carries the new session's tokens."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     token: _builtins.str
-    """The bearer token for the Authorization header. Shown once; only its hash is stored."""
+    """The access token (a signed JWT) for the Authorization header: "Bearer <token>"."""
     user_id: _builtins.int
     """The logged-in user."""
+    refresh_token: _builtins.str
+    """The refresh token for RefreshSession. Shown once; only its hash is stored."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """When the token stops working."""
+        """When the access token stops working (a few minutes from now)."""
+
+    @_builtins.property
+    def refresh_token_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the refresh token stops working unless exchanged before."""
 
     def __init__(
         self,
@@ -166,64 +174,114 @@ class CreateSessionResponse(_message.Message):
         token: _builtins.str = ...,
         user_id: _builtins.int = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        refresh_token: _builtins.str = ...,
+        refresh_token_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_token_expires_at", b"refresh_token_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_token", b"refresh_token", "refresh_token_expires_at", b"refresh_token_expires_at", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSessionResponse: _TypeAlias = CreateSessionResponse  # noqa: Y015
 
 @_typing.final
-class ValidateTokenRequest(_message.Message):
-    """ValidateTokenRequest carries a bearer token to check."""
+class RefreshSessionRequest(_message.Message):
+    """RefreshSessionRequest carries the refresh token to exchange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    refresh_token: _builtins.str
+    """The refresh token of the last CreateSession or RefreshSession answer."""
+    def __init__(
+        self,
+        *,
+        refresh_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refresh_token", b"refresh_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshSessionRequest: _TypeAlias = RefreshSessionRequest  # noqa: Y015
+
+@_typing.final
+class RefreshSessionResponse(_message.Message):
+    """RefreshSessionResponse carries the session's new tokens."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     token: _builtins.str
-    """The token as sent by the client, without the "Bearer " prefix."""
+    """The new access token."""
+    user_id: _builtins.int
+    """The session's user."""
+    refresh_token: _builtins.str
+    """The new refresh token; the one sent no longer works."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the new access token stops working."""
+
+    @_builtins.property
+    def refresh_token_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the new refresh token stops working unless exchanged before."""
+
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        refresh_token: _builtins.str = ...,
+        refresh_token_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_token_expires_at", b"refresh_token_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_token", b"refresh_token", "refresh_token_expires_at", b"refresh_token_expires_at", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ValidateTokenRequest: _TypeAlias = ValidateTokenRequest  # noqa: Y015
+Global___RefreshSessionResponse: _TypeAlias = RefreshSessionResponse  # noqa: Y015
 
 @_typing.final
-class ValidateTokenResponse(_message.Message):
-    """ValidateTokenResponse names the token's user. An unknown or expired token is UNAUTHENTICATED."""
+class DeleteSessionRequest(_message.Message):
+    """DeleteSessionRequest is empty: the session is the caller's access token's."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    USER_ID_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
-    user_id: _builtins.int
-    """The token's user."""
-    @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """When the token stops working."""
-
     def __init__(
         self,
-        *,
-        user_id: _builtins.int = ...,
-        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ValidateTokenResponse: _TypeAlias = ValidateTokenResponse  # noqa: Y015
+Global___DeleteSessionRequest: _TypeAlias = DeleteSessionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSessionResponse(_message.Message):
+    """DeleteSessionResponse is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015
 
 @_typing.final
 class BatchGetUsersRequest(_message.Message):

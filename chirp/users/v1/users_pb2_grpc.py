@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class UserServiceStub:
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it.
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
     """
 
     def __init__(self, channel):
@@ -50,10 +51,15 @@ class UserServiceStub:
                 request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateSessionRequest.SerializeToString,
                 response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateSessionResponse.FromString,
                 _registered_method=True)
-        self.ValidateToken = channel.unary_unary(
-                '/chirp.users.v1.UserService/ValidateToken',
-                request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.SerializeToString,
-                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.FromString,
+        self.RefreshSession = channel.unary_unary(
+                '/chirp.users.v1.UserService/RefreshSession',
+                request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionRequest.SerializeToString,
+                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionResponse.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/chirp.users.v1.UserService/DeleteSession',
+                request_serializer=chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
         self.BatchGetUsers = channel.unary_unary(
                 '/chirp.users.v1.UserService/BatchGetUsers',
@@ -63,7 +69,8 @@ class UserServiceStub:
 
 
 class UserServiceServicer:
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it.
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
     """
 
     def CreateUser(self, request, context):
@@ -81,14 +88,24 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateSession(self, request, context):
-        """CreateSession logs in: handle and password in, a bearer token out.
+        """CreateSession logs in: handle and password in, a short-lived access token and a refresh
+        token out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ValidateToken(self, request, context):
-        """ValidateToken resolves a bearer token to its user. Internal: called by the gateway only.
+    def RefreshSession(self, request, context):
+        """RefreshSession exchanges a refresh token for a new access token and a new refresh token. The
+        old refresh token stops working; presenting it again revokes the whole session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """DeleteSession logs out: the caller's session (the access token's) can no longer be
+        refreshed. The access token itself works until it expires.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,10 +136,15 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateSessionRequest.FromString,
                     response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.CreateSessionResponse.SerializeToString,
             ),
-            'ValidateToken': grpc.unary_unary_rpc_method_handler(
-                    servicer.ValidateToken,
-                    request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.FromString,
-                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.SerializeToString,
+            'RefreshSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshSession,
+                    request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionRequest.FromString,
+                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionResponse.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionResponse.SerializeToString,
             ),
             'BatchGetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetUsers,
@@ -138,7 +160,8 @@ def add_UserServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class UserService:
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it.
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
     """
 
     @staticmethod
@@ -223,7 +246,7 @@ class UserService:
             _registered_method=True)
 
     @staticmethod
-    def ValidateToken(request,
+    def RefreshSession(request,
             target,
             options=(),
             channel_credentials=None,
@@ -236,9 +259,36 @@ class UserService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/chirp.users.v1.UserService/ValidateToken',
-            chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.SerializeToString,
-            chirp_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.FromString,
+            '/chirp.users.v1.UserService/RefreshSession',
+            chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionRequest.SerializeToString,
+            chirp_dot_users_dot_v1_dot_users__pb2.RefreshSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chirp.users.v1.UserService/DeleteSession',
+            chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionRequest.SerializeToString,
+            chirp_dot_users_dot_v1_dot_users__pb2.DeleteSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

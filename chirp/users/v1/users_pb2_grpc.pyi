@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class UserServiceStub:
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it."""
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -38,15 +40,25 @@ class UserServiceStub:
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.User]
     """GetUser returns one account's public profile."""
     CreateSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateSessionRequest, _users_pb2.CreateSessionResponse]
-    """CreateSession logs in: handle and password in, a bearer token out."""
-    ValidateToken: _grpc.UnaryUnaryMultiCallable[_users_pb2.ValidateTokenRequest, _users_pb2.ValidateTokenResponse]
-    """ValidateToken resolves a bearer token to its user. Internal: called by the gateway only."""
+    """CreateSession logs in: handle and password in, a short-lived access token and a refresh
+    token out.
+    """
+    RefreshSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.RefreshSessionRequest, _users_pb2.RefreshSessionResponse]
+    """RefreshSession exchanges a refresh token for a new access token and a new refresh token. The
+    old refresh token stops working; presenting it again revokes the whole session.
+    """
+    DeleteSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeleteSessionRequest, _users_pb2.DeleteSessionResponse]
+    """DeleteSession logs out: the caller's session (the access token's) can no longer be
+    refreshed. The access token itself works until it expires.
+    """
     BatchGetUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.BatchGetUsersRequest, _users_pb2.BatchGetUsersResponse]
     """BatchGetUsers returns the profiles of the given users, skipping unknown IDs. Internal: hydration."""
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it."""
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.User]  # type: ignore[assignment]
@@ -54,14 +66,24 @@ class UserServiceAsyncStub(UserServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.User]  # type: ignore[assignment]
     """GetUser returns one account's public profile."""
     CreateSession: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateSessionRequest, _users_pb2.CreateSessionResponse]  # type: ignore[assignment]
-    """CreateSession logs in: handle and password in, a bearer token out."""
-    ValidateToken: _aio.UnaryUnaryMultiCallable[_users_pb2.ValidateTokenRequest, _users_pb2.ValidateTokenResponse]  # type: ignore[assignment]
-    """ValidateToken resolves a bearer token to its user. Internal: called by the gateway only."""
+    """CreateSession logs in: handle and password in, a short-lived access token and a refresh
+    token out.
+    """
+    RefreshSession: _aio.UnaryUnaryMultiCallable[_users_pb2.RefreshSessionRequest, _users_pb2.RefreshSessionResponse]  # type: ignore[assignment]
+    """RefreshSession exchanges a refresh token for a new access token and a new refresh token. The
+    old refresh token stops working; presenting it again revokes the whole session.
+    """
+    DeleteSession: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteSessionRequest, _users_pb2.DeleteSessionResponse]  # type: ignore[assignment]
+    """DeleteSession logs out: the caller's session (the access token's) can no longer be
+    refreshed. The access token itself works until it expires.
+    """
     BatchGetUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.BatchGetUsersRequest, _users_pb2.BatchGetUsersResponse]  # type: ignore[assignment]
     """BatchGetUsers returns the profiles of the given users, skipping unknown IDs. Internal: hydration."""
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
-    """UserService owns accounts and sessions. The gateway validates bearer tokens through it."""
+    """UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+    itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
+    """
 
     @_abc_1.abstractmethod
     def CreateUser(
@@ -85,15 +107,29 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.CreateSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.CreateSessionResponse, _abc.Awaitable[_users_pb2.CreateSessionResponse]]:
-        """CreateSession logs in: handle and password in, a bearer token out."""
+        """CreateSession logs in: handle and password in, a short-lived access token and a refresh
+        token out.
+        """
 
     @_abc_1.abstractmethod
-    def ValidateToken(
+    def RefreshSession(
         self,
-        request: _users_pb2.ValidateTokenRequest,
+        request: _users_pb2.RefreshSessionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_users_pb2.ValidateTokenResponse, _abc.Awaitable[_users_pb2.ValidateTokenResponse]]:
-        """ValidateToken resolves a bearer token to its user. Internal: called by the gateway only."""
+    ) -> _typing.Union[_users_pb2.RefreshSessionResponse, _abc.Awaitable[_users_pb2.RefreshSessionResponse]]:
+        """RefreshSession exchanges a refresh token for a new access token and a new refresh token. The
+        old refresh token stops working; presenting it again revokes the whole session.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSession(
+        self,
+        request: _users_pb2.DeleteSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.DeleteSessionResponse, _abc.Awaitable[_users_pb2.DeleteSessionResponse]]:
+        """DeleteSession logs out: the caller's session (the access token's) can no longer be
+        refreshed. The access token itself works until it expires.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetUsers(

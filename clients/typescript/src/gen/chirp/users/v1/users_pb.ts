@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chirp/users/v1/users.proto.
  */
 export const file_chirp_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("ChpjaGlycC91c2Vycy92MS91c2Vycy5wcm90bxIOY2hpcnAudXNlcnMudjEingEKBFVzZXISDwoHdXNlcl9pZBgBIAEoAxIOCgZoYW5kbGUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZvbGxvd2VyX2NvdW50GAUgASgFEhcKD2ZvbGxvd2luZ19jb3VudBgGIAEoBSJLChFDcmVhdGVVc2VyUmVxdWVzdBIOCgZoYW5kbGUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAMiOAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSDgoGaGFuZGxlGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJImcKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIPCgd1c2VyX2lkGAIgASgDEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKFFZhbGlkYXRlVG9rZW5SZXF1ZXN0Eg0KBXRva2VuGAEgASgJIlgKFVZhbGlkYXRlVG9rZW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgDEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIigKFEJhdGNoR2V0VXNlcnNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygDIjwKFUJhdGNoR2V0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmNoaXJwLnVzZXJzLnYxLlVzZXIy8gMKC1VzZXJTZXJ2aWNlElgKCkNyZWF0ZVVzZXISIS5jaGlycC51c2Vycy52MS5DcmVhdGVVc2VyUmVxdWVzdBoULmNoaXJwLnVzZXJzLnYxLlVzZXIiEYLT5JMCCyIGL3VzZXJzOgEqElkKB0dldFVzZXISHi5jaGlycC51c2Vycy52MS5HZXRVc2VyUmVxdWVzdBoULmNoaXJwLnVzZXJzLnYxLlVzZXIiGILT5JMCEhIQL3VzZXJzL3t1c2VyX2lkfRJyCg1DcmVhdGVTZXNzaW9uEiQuY2hpcnAudXNlcnMudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaJS5jaGlycC51c2Vycy52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2UiFILT5JMCDiIJL3Nlc3Npb25zOgEqElwKDVZhbGlkYXRlVG9rZW4SJC5jaGlycC51c2Vycy52MS5WYWxpZGF0ZVRva2VuUmVxdWVzdBolLmNoaXJwLnVzZXJzLnYxLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJcCg1CYXRjaEdldFVzZXJzEiQuY2hpcnAudXNlcnMudjEuQmF0Y2hHZXRVc2Vyc1JlcXVlc3QaJS5jaGlycC51c2Vycy52MS5CYXRjaEdldFVzZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChpjaGlycC91c2Vycy92MS91c2Vycy5wcm90bxIOY2hpcnAudXNlcnMudjEingEKBFVzZXISDwoHdXNlcl9pZBgBIAEoAxIOCgZoYW5kbGUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZvbGxvd2VyX2NvdW50GAUgASgFEhcKD2ZvbGxvd2luZ19jb3VudBgGIAEoBSJLChFDcmVhdGVVc2VyUmVxdWVzdBIOCgZoYW5kbGUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAMiOAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSDgoGaGFuZGxlGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIrwBChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USDQoFdG9rZW4YASABKAkSDwoHdXNlcl9pZBgCIAEoAxIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLgoVUmVmcmVzaFNlc3Npb25SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkivQEKFlJlZnJlc2hTZXNzaW9uUmVzcG9uc2USDQoFdG9rZW4YASABKAkSDwoHdXNlcl9pZBgCIAEoAxIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFgoURGVsZXRlU2Vzc2lvblJlcXVlc3QiFwoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlIigKFEJhdGNoR2V0VXNlcnNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygDIjwKFUJhdGNoR2V0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmNoaXJwLnVzZXJzLnYxLlVzZXIyhAUKC1VzZXJTZXJ2aWNlElgKCkNyZWF0ZVVzZXISIS5jaGlycC51c2Vycy52MS5DcmVhdGVVc2VyUmVxdWVzdBoULmNoaXJwLnVzZXJzLnYxLlVzZXIiEYLT5JMCCyIGL3VzZXJzOgEqElkKB0dldFVzZXISHi5jaGlycC51c2Vycy52MS5HZXRVc2VyUmVxdWVzdBoULmNoaXJwLnVzZXJzLnYxLlVzZXIiGILT5JMCEhIQL3VzZXJzL3t1c2VyX2lkfRJyCg1DcmVhdGVTZXNzaW9uEiQuY2hpcnAudXNlcnMudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaJS5jaGlycC51c2Vycy52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2UiFILT5JMCDiIJL3Nlc3Npb25zOgEqEn0KDlJlZnJlc2hTZXNzaW9uEiUuY2hpcnAudXNlcnMudjEuUmVmcmVzaFNlc3Npb25SZXF1ZXN0GiYuY2hpcnAudXNlcnMudjEuUmVmcmVzaFNlc3Npb25SZXNwb25zZSIcgtPkkwIWIhEvc2Vzc2lvbnMvcmVmcmVzaDoBKhJvCg1EZWxldGVTZXNzaW9uEiQuY2hpcnAudXNlcnMudjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaJS5jaGlycC51c2Vycy52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2UiEYLT5JMCCyoJL3Nlc3Npb25zElwKDUJhdGNoR2V0VXNlcnMSJC5jaGlycC51c2Vycy52MS5CYXRjaEdldFVzZXJzUmVxdWVzdBolLmNoaXJwLnVzZXJzLnYxLkJhdGNoR2V0VXNlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * User is the public profile of an account.
@@ -157,13 +157,13 @@ export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@_
   messageDesc(file_chirp_users_v1_users, 3);
 
 /**
- * CreateSessionResponse carries a new bearer token.
+ * CreateSessionResponse carries the new session's tokens.
  *
  * @generated from message chirp.users.v1.CreateSessionResponse
  */
 export type CreateSessionResponse = Message<"chirp.users.v1.CreateSessionResponse"> & {
   /**
-   * The bearer token for the Authorization header. Shown once; only its hash is stored.
+   * The access token (a signed JWT) for the Authorization header: "Bearer <token>".
    *
    * @generated from field: string token = 1;
    */
@@ -177,11 +177,25 @@ export type CreateSessionResponse = Message<"chirp.users.v1.CreateSessionRespons
   userId: bigint;
 
   /**
-   * When the token stops working.
+   * When the access token stops working (a few minutes from now).
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 3;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * The refresh token for RefreshSession. Shown once; only its hash is stored.
+   *
+   * @generated from field: string refresh_token = 4;
+   */
+  refreshToken: string;
+
+  /**
+   * When the refresh token stops working unless exchanged before.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expires_at = 5;
+   */
+  refreshTokenExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -192,53 +206,104 @@ export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*
   messageDesc(file_chirp_users_v1_users, 4);
 
 /**
- * ValidateTokenRequest carries a bearer token to check.
+ * RefreshSessionRequest carries the refresh token to exchange.
  *
- * @generated from message chirp.users.v1.ValidateTokenRequest
+ * @generated from message chirp.users.v1.RefreshSessionRequest
  */
-export type ValidateTokenRequest = Message<"chirp.users.v1.ValidateTokenRequest"> & {
+export type RefreshSessionRequest = Message<"chirp.users.v1.RefreshSessionRequest"> & {
   /**
-   * The token as sent by the client, without the "Bearer " prefix.
+   * The refresh token of the last CreateSession or RefreshSession answer.
+   *
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message chirp.users.v1.RefreshSessionRequest.
+ * Use `create(RefreshSessionRequestSchema)` to create a new message.
+ */
+export const RefreshSessionRequestSchema: GenMessage<RefreshSessionRequest> = /*@__PURE__*/
+  messageDesc(file_chirp_users_v1_users, 5);
+
+/**
+ * RefreshSessionResponse carries the session's new tokens.
+ *
+ * @generated from message chirp.users.v1.RefreshSessionResponse
+ */
+export type RefreshSessionResponse = Message<"chirp.users.v1.RefreshSessionResponse"> & {
+  /**
+   * The new access token.
    *
    * @generated from field: string token = 1;
    */
   token: string;
-};
 
-/**
- * Describes the message chirp.users.v1.ValidateTokenRequest.
- * Use `create(ValidateTokenRequestSchema)` to create a new message.
- */
-export const ValidateTokenRequestSchema: GenMessage<ValidateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_chirp_users_v1_users, 5);
-
-/**
- * ValidateTokenResponse names the token's user. An unknown or expired token is UNAUTHENTICATED.
- *
- * @generated from message chirp.users.v1.ValidateTokenResponse
- */
-export type ValidateTokenResponse = Message<"chirp.users.v1.ValidateTokenResponse"> & {
   /**
-   * The token's user.
+   * The session's user.
    *
-   * @generated from field: int64 user_id = 1;
+   * @generated from field: int64 user_id = 2;
    */
   userId: bigint;
 
   /**
-   * When the token stops working.
+   * When the new access token stops working.
    *
-   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * The new refresh token; the one sent no longer works.
+   *
+   * @generated from field: string refresh_token = 4;
+   */
+  refreshToken: string;
+
+  /**
+   * When the new refresh token stops working unless exchanged before.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expires_at = 5;
+   */
+  refreshTokenExpiresAt?: Timestamp | undefined;
 };
 
 /**
- * Describes the message chirp.users.v1.ValidateTokenResponse.
- * Use `create(ValidateTokenResponseSchema)` to create a new message.
+ * Describes the message chirp.users.v1.RefreshSessionResponse.
+ * Use `create(RefreshSessionResponseSchema)` to create a new message.
  */
-export const ValidateTokenResponseSchema: GenMessage<ValidateTokenResponse> = /*@__PURE__*/
+export const RefreshSessionResponseSchema: GenMessage<RefreshSessionResponse> = /*@__PURE__*/
   messageDesc(file_chirp_users_v1_users, 6);
+
+/**
+ * DeleteSessionRequest is empty: the session is the caller's access token's.
+ *
+ * @generated from message chirp.users.v1.DeleteSessionRequest
+ */
+export type DeleteSessionRequest = Message<"chirp.users.v1.DeleteSessionRequest"> & {
+};
+
+/**
+ * Describes the message chirp.users.v1.DeleteSessionRequest.
+ * Use `create(DeleteSessionRequestSchema)` to create a new message.
+ */
+export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
+  messageDesc(file_chirp_users_v1_users, 7);
+
+/**
+ * DeleteSessionResponse is empty.
+ *
+ * @generated from message chirp.users.v1.DeleteSessionResponse
+ */
+export type DeleteSessionResponse = Message<"chirp.users.v1.DeleteSessionResponse"> & {
+};
+
+/**
+ * Describes the message chirp.users.v1.DeleteSessionResponse.
+ * Use `create(DeleteSessionResponseSchema)` to create a new message.
+ */
+export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
+  messageDesc(file_chirp_users_v1_users, 8);
 
 /**
  * BatchGetUsersRequest lists the users to read.
@@ -259,7 +324,7 @@ export type BatchGetUsersRequest = Message<"chirp.users.v1.BatchGetUsersRequest"
  * Use `create(BatchGetUsersRequestSchema)` to create a new message.
  */
 export const BatchGetUsersRequestSchema: GenMessage<BatchGetUsersRequest> = /*@__PURE__*/
-  messageDesc(file_chirp_users_v1_users, 7);
+  messageDesc(file_chirp_users_v1_users, 9);
 
 /**
  * BatchGetUsersResponse carries the users found, in no particular order.
@@ -280,10 +345,11 @@ export type BatchGetUsersResponse = Message<"chirp.users.v1.BatchGetUsersRespons
  * Use `create(BatchGetUsersResponseSchema)` to create a new message.
  */
 export const BatchGetUsersResponseSchema: GenMessage<BatchGetUsersResponse> = /*@__PURE__*/
-  messageDesc(file_chirp_users_v1_users, 8);
+  messageDesc(file_chirp_users_v1_users, 10);
 
 /**
- * UserService owns accounts and sessions. The gateway validates bearer tokens through it.
+ * UserService owns accounts and sessions. It signs the access tokens (JWTs) the gateway checks by
+ * itself against the public keys the graph service publishes (GET /.well-known/jwks.json).
  *
  * @generated from service chirp.users.v1.UserService
  */
@@ -309,7 +375,8 @@ export const UserService: GenService<{
     output: typeof UserSchema;
   },
   /**
-   * CreateSession logs in: handle and password in, a bearer token out.
+   * CreateSession logs in: handle and password in, a short-lived access token and a refresh
+   * token out.
    *
    * @generated from rpc chirp.users.v1.UserService.CreateSession
    */
@@ -319,14 +386,26 @@ export const UserService: GenService<{
     output: typeof CreateSessionResponseSchema;
   },
   /**
-   * ValidateToken resolves a bearer token to its user. Internal: called by the gateway only.
+   * RefreshSession exchanges a refresh token for a new access token and a new refresh token. The
+   * old refresh token stops working; presenting it again revokes the whole session.
    *
-   * @generated from rpc chirp.users.v1.UserService.ValidateToken
+   * @generated from rpc chirp.users.v1.UserService.RefreshSession
    */
-  validateToken: {
+  refreshSession: {
     methodKind: "unary";
-    input: typeof ValidateTokenRequestSchema;
-    output: typeof ValidateTokenResponseSchema;
+    input: typeof RefreshSessionRequestSchema;
+    output: typeof RefreshSessionResponseSchema;
+  },
+  /**
+   * DeleteSession logs out: the caller's session (the access token's) can no longer be
+   * refreshed. The access token itself works until it expires.
+   *
+   * @generated from rpc chirp.users.v1.UserService.DeleteSession
+   */
+  deleteSession: {
+    methodKind: "unary";
+    input: typeof DeleteSessionRequestSchema;
+    output: typeof DeleteSessionResponseSchema;
   },
   /**
    * BatchGetUsers returns the profiles of the given users, skipping unknown IDs. Internal: hydration.

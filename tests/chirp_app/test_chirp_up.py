@@ -18,7 +18,7 @@ import redis
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
 from tests.helpers.api import as_user, free_port
-from tests.helpers.chirp_process import chirp_up, processes_using
+from tests.helpers.chirp_process import chirp_up, free_worker_ports, processes_using
 
 
 def create_user(address: str, handle: str) -> int:
@@ -120,6 +120,35 @@ def test_a_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -
             text=True,
             env=env,
             timeout=120,
+        )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode != 0, output
+    assert f"127.0.0.1:{taken}" in output and "taken" in output, output
+    assert "chirp: ready" not in output
+    assert not processes_using(tmp_path / "data"), "a failed start left a process behind"
+
+
+def test_a_worker_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -> None:
+    """With --processes 2, worker 1 listens on each port + 100: a listener there, even one that
+    allows port sharing, is not joined either."""
+    graph, tweets, timeline, auth, http = (str(port) for port in free_worker_ports(5, 2))
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", int(timeline) + 100))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+        ports = ["--graph-port", graph, "--tweets-port", tweets, "--timeline-port", timeline]
+        finished = subprocess.run(
+            [
+                *(sys.executable, "-m", "chirp_app.cli", "up", "--data-dir", str(tmp_path / "data")),
+                *(*ports, "--auth-port", auth, "--http-port", http, "--metrics-port", "off"),
+                *("--processes", "2"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
         )
     output = finished.stdout + finished.stderr
     assert finished.returncode != 0, output

@@ -30,7 +30,7 @@ from chirp_app.processes import Supervisor
 from chirp_core.settings import Settings
 
 BASE_DATABASE = "bench_base"
-# Ports of services the stack may have, set to 0 (a free port) when its settings know them.
+# Ports of services the stack may have, given free ports when its settings know them.
 FREE_PORT_FIELDS = ("jwks_port",)
 
 
@@ -163,7 +163,8 @@ def stack_settings(
         **{name: value for name, value in overrides.items() if value is not None}
     )
     known = {f.name for f in fields(Settings)}
-    settings = settings.with_changes(**{name: 0 for name in FREE_PORT_FIELDS if name in known})
+    optional = [name for name in FREE_PORT_FIELDS if name in known]
+    settings = settings.with_changes(**dict(zip(optional, free_ports(len(optional)), strict=True)))
     settings.validate()
     return settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from bench.microblog import make_seed_plan
 from bench.probes import timeline_store, warm_timeline_bytes
 from bench.publish import README_END, README_START, publish_microblog
 from bench.report import markdown
+from bench.stackctl import stack_settings
 from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_core.settings import Settings
 from timeline_svc.models import Entry
 
 NOW_MS = 1_760_000_000_000
@@ -352,3 +354,14 @@ def test_publishing_a_microblog_run_writes_its_json_and_report(tmp_path: Path) -
     (out / "results.json").write_text(json.dumps({**results, "modes": {"push": {}}}, default=str))
     with pytest.raises(ValueError, match="not a --microblog-only run"):
         publish_microblog(out, root)
+
+
+def test_every_port_of_the_benchs_stack_is_a_free_one(tmp_path: Path) -> None:
+    settings = stack_settings(
+        tmp_path, "postgresql://h/db", "redis://h:1/0", mode="hybrid", threshold=10, overrides={}, processes=2
+    )
+    names = [f.name for f in fields(Settings) if f.name.endswith("_port") and "embedded" not in f.name]
+    ports = {name: getattr(settings, name) for name in names if name != "envoy_admin_port"}
+    defaults = Settings()
+    assert all(port and port != getattr(defaults, name) for name, port in ports.items())
+    assert len(set(ports.values())) == len(ports)

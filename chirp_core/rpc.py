@@ -272,13 +272,11 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callab
     return handler
 
 
-def _wrap_stream(
-    method: str, behaviour: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behaviour):
         # A handler that writes its responses itself (context.write), as grpc.health.v1's Watch
         # does: what the channels' health checking calls.
-        return cast(Any, _wrap_unary(method, behaviour))
+        return _wrap_unary(method, behaviour)
 
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         _enter(context)

@@ -7,6 +7,7 @@ The clients only move bytes: `Client` with urllib, `AsyncClient` with aiohttp.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import secrets
@@ -22,6 +23,7 @@ from chirp_client.errors import (
     ChirpError,
     RateLimited,
     TransportError,
+    Unauthenticated,
     error_from_response,
     error_from_status,
 )
@@ -60,6 +62,12 @@ class Call(Generic[T]):
     #: A body sent as it is, with its Content-Type, to an absolute URL outside the API (the media
     #: store): no bearer token goes with it, and the answer is not read.
     form: tuple[bytes, str] | None = None
+    #: Sign-up, log-in and refresh: no access token needed, so none is refreshed for it.
+    public: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        return not self.public and self.form is None
 
     def url(self, base_url: str) -> str:
         if self.form is not None:
@@ -124,11 +132,21 @@ def _paging(limit: int | None, cursor: str | None) -> tuple[tuple[str, str], ...
 
 def sign_up(handle: str, password: str, display_name: str) -> Call[User]:
     body = {"handle": handle, "password": password, "display_name": display_name}
-    return Call("POST", "/users", User.from_json, body=body)
+    return Call("POST", "/users", User.from_json, body=body, public=True)
 
 
 def log_in(handle: str, password: str) -> Call[Session]:
-    return Call("POST", "/sessions", Session.from_json, body={"handle": handle, "password": password})
+    body = {"handle": handle, "password": password}
+    return Call("POST", "/sessions", Session.from_json, body=body, public=True)
+
+
+def refresh_session(refresh_token: str) -> Call[Session]:
+    body = {"refresh_token": refresh_token}
+    return Call("POST", "/sessions/refresh", Session.from_json, body=body, public=True)
+
+
+def log_out() -> Call[None]:
+    return Call("DELETE", "/sessions", _nothing)
 
 
 def get_user(user_id: int) -> Call[User]:
@@ -239,17 +257,55 @@ def stream_home_timeline(user_id: int, since_id: int) -> Call[None]:
 STREAM_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 
 
-class Credentials:
-    """The login state both clients keep: the bearer token and whose it is."""
+# An access token is refreshed this long before it expires (at most a fifth of its lifetime).
+REFRESH_MARGIN_SECONDS = 30.0
 
-    def __init__(self, token: str | None, user_id: int | None) -> None:
+
+class Credentials:
+    """The login state both clients keep: the access token, the refresh token and whose they are.
+
+    The clients refresh by themselves: before a call once the access token is about to expire
+    (`should_refresh`), and once after a call the server refused as UNAUTHENTICATED (`can_retry`).
+    A refresh replaces both tokens; the refresh token is single-use, so the clients never send two
+    refreshes with one token at once (the server would take the second for a stolen copy and end
+    the session).
+    """
+
+    def __init__(self, token: str | None, user_id: int | None, refresh_token: str | None = None) -> None:
         self.token = token
         self.user_id = user_id
+        self.refresh_token = refresh_token
+        # time.monotonic() after which the access token is refreshed before use; None: never.
+        self._refresh_after: float | None = None
 
     def _remember(self, session: Session) -> Session:
         self.token = session.token
         self.user_id = session.user_id
+        self.refresh_token = session.refresh_token or None
+        lifetime = _token_lifetime(session)
+        if lifetime is None:
+            self._refresh_after = None
+        else:
+            margin = min(REFRESH_MARGIN_SECONDS, lifetime / 5)
+            self._refresh_after = time.monotonic() + lifetime - margin
         return session
+
+    def _forget(self) -> None:
+        self.token = self.refresh_token = None
+        self._refresh_after = None
+
+    def should_refresh(self, call: Call[object]) -> bool:
+        """Whether to refresh before sending `call`: its access token expires within the margin."""
+        return (
+            call.authenticated
+            and self.refresh_token is not None
+            and self._refresh_after is not None
+            and time.monotonic() >= self._refresh_after
+        )
+
+    def can_retry(self, call: Call[object], error: ChirpError) -> bool:
+        """Whether a refresh may cure `error`: a 401 on a call that sent an access token."""
+        return isinstance(error, Unauthenticated) and call.authenticated and self.refresh_token is not None
 
     def _me(self) -> int:
         """The logged-in user's ID, for calls made on their behalf.
@@ -262,6 +318,20 @@ class Credentials:
         if self.token is None:
             return 0
         raise ValueError("the client has a token but no user_id: pass user_id= too, or call log_in()")
+
+
+def _token_lifetime(session: Session) -> float | None:
+    """Seconds the access token lives, from its own iat and exp claims (so a client whose clock is
+    off still refreshes in time), else from expires_at; None when neither says."""
+    try:
+        payload = session.token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"]) - float(claims["iat"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        pass
+    if session.expires_at is None:
+        return None
+    return max(0.0, session.expires_at.timestamp() - time.time())
 
 
 class SseDecoder:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ import aiohttp
 
 from chirp_client import _protocol as api
 from chirp_client._protocol import Call, Credentials, RecentIds, ReconnectPolicy, SseDecoder, StreamAttempt
-from chirp_client.errors import ChirpError, TransportError, error_from_response
+from chirp_client.errors import ChirpApiError, ChirpError, TransportError, error_from_response
 from chirp_client.models import Page, Relationship, Session, Tweet, TweetVersion, User
 
 T = TypeVar("T")
@@ -42,12 +43,14 @@ class Client(Credentials):
         token: str | None = None,
         *,
         user_id: int | None = None,
+        refresh_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(token, user_id)
+        super().__init__(token, user_id, refresh_token)
         self.base_url = base_url
         self.timeout = timeout
         self._opener = urllib.request.build_opener()
+        self._refreshing = threading.Lock()
 
     def __enter__(self) -> Self:
         return self
@@ -61,6 +64,31 @@ class Client(Credentials):
         """Nothing to release (every request has its own connection); here for symmetry."""
 
     def _send(self, call: Call[T]) -> T:
+        """Send `call`, refreshing the access token first when it is about to expire, and once
+        more (then sending again) when the server refuses the token."""
+        if self.should_refresh(call):
+            self._refresh_from(self.token)
+        sent_with = self.token
+        try:
+            return self._send_once(call)
+        except ChirpError as error:
+            if not self.can_retry(call, error):
+                raise
+        self._refresh_from(sent_with)
+        return self._send_once(call)
+
+    def _refresh_from(self, stale: str | None) -> None:
+        """Exchange the refresh token, unless another thread already replaced the `stale` token."""
+        with self._refreshing:
+            if self.token != stale or self.refresh_token is None:
+                return
+            try:
+                self._remember(self._send_once(api.refresh_session(self.refresh_token)))
+            except ChirpApiError:
+                self._forget()
+                raise
+
+    def _send_once(self, call: Call[T]) -> T:
         request = urllib.request.Request(
             call.url(self.base_url),
             data=call.encoded_body(),
@@ -93,8 +121,23 @@ class Client(Credentials):
         return self._send(api.sign_up(handle, password, display_name))
 
     def log_in(self, handle: str, password: str) -> Session:
-        """Open a session; later calls use its token and act as its user."""
+        """Open a session; later calls use its token and act as its user, and refresh it."""
         return self._remember(self._send(api.log_in(handle, password)))
+
+    def refresh(self) -> Session:
+        """Exchange the refresh token for new tokens now (calls do it by themselves when needed)."""
+        if self.refresh_token is None:
+            raise ValueError("no refresh token: log in first")
+        with self._refreshing:
+            return self._remember(self._send_once(api.refresh_session(self.refresh_token)))
+
+    def log_out(self) -> None:
+        """End the session: its refresh token stops working, and the client forgets both tokens.
+        (The access token itself works until it expires, a few minutes at most.)"""
+        try:
+            self._send(api.log_out())
+        finally:
+            self._forget()
 
     def get_user(self, user_id: int) -> User:
         return self._send(api.get_user(user_id))
@@ -180,10 +223,12 @@ class AsyncClient(Credentials):
         token: str | None = None,
         *,
         user_id: int | None = None,
+        refresh_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        super().__init__(token, user_id)
+        super().__init__(token, user_id, refresh_token)
+        self._refreshing = asyncio.Lock()
         self.base_url = base_url
         self.timeout = timeout
         self._session = session
@@ -209,6 +254,32 @@ class AsyncClient(Credentials):
         return self._session
 
     async def _send(self, call: Call[T]) -> T:
+        """Send `call`, refreshing the access token first when it is about to expire, and once
+        more (then sending again) when the server refuses the token."""
+        if self.should_refresh(call):
+            await self._refresh_from(self.token)
+        sent_with = self.token
+        try:
+            return await self._send_once(call)
+        except ChirpError as error:
+            if not self.can_retry(call, error):
+                raise
+        await self._refresh_from(sent_with)
+        return await self._send_once(call)
+
+    async def _refresh_from(self, stale: str | None) -> None:
+        """Exchange the refresh token, unless another task already replaced the `stale` token:
+        concurrent calls that all find the token expired share one refresh."""
+        async with self._refreshing:
+            if self.token != stale or self.refresh_token is None:
+                return
+            try:
+                self._remember(await self._send_once(api.refresh_session(self.refresh_token)))
+            except ChirpApiError:
+                self._forget()
+                raise
+
+    async def _send_once(self, call: Call[T]) -> T:
         url = call.url(self.base_url)
         try:
             async with self._http().request(
@@ -243,6 +314,18 @@ class AsyncClient(Credentials):
 
     async def log_in(self, handle: str, password: str) -> Session:
         return self._remember(await self._send(api.log_in(handle, password)))
+
+    async def refresh(self) -> Session:
+        if self.refresh_token is None:
+            raise ValueError("no refresh token: log in first")
+        async with self._refreshing:
+            return self._remember(await self._send_once(api.refresh_session(self.refresh_token)))
+
+    async def log_out(self) -> None:
+        try:
+            await self._send(api.log_out())
+        finally:
+            self._forget()
 
     async def get_user(self, user_id: int) -> User:
         return await self._send(api.get_user(user_id))
@@ -316,17 +399,27 @@ class AsyncClient(Credentials):
         last_seen = since_id or 0
         seen = RecentIds()
         failures = 0
+        refreshed_for_401 = False
         while True:
             attempt = StreamAttempt()
             failure: ChirpError | None = None
-            connection = self._stream_once(api.stream_home_timeline(me, last_seen), policy, attempt)
+            call = api.stream_home_timeline(me, last_seen)
+            if self.should_refresh(call):
+                await self._refresh_from(self.token)
+            sent_with = self.token
+            connection = self._stream_once(call, policy, attempt)
             try:
                 async with contextlib.aclosing(connection):
                     async for tweet in connection:
+                        refreshed_for_401 = False
                         if seen.add(tweet.tweet_id):
                             last_seen = max(last_seen, tweet.tweet_id)
                             yield tweet
             except ChirpError as error:
+                if self.can_retry(call, error) and not refreshed_for_401:
+                    refreshed_for_401 = True
+                    await self._refresh_from(sent_with)
+                    continue
                 if not policy.retryable(error):
                     raise
                 failure = error

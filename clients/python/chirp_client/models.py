@@ -209,19 +209,26 @@ class TweetVersion:
 
 @dataclass(frozen=True)
 class Session:
-    """A login: the bearer token and whose it is."""
+    """A login: the access token (short-lived), the refresh token that gets the next one, and
+    whose they are."""
 
     token: str
     user_id: int
-    #: When the token stops working; None if the server did not say.
+    #: When the access token stops working (minutes); None if the server did not say.
     expires_at: datetime | None = None
+    #: Exchanged for a new access token (and a new refresh token) by RefreshSession.
+    refresh_token: str = ""
+    refresh_token_expires_at: datetime | None = None
 
     @classmethod
     def from_json(cls, data: JsonObject) -> Session:
+        refresh = data.get("refresh_token", "")
         return cls(
             token=_str(data, "token"),
             user_id=parse_id(data.get("user_id")),
             expires_at=parse_timestamp(data.get("expires_at")),
+            refresh_token=refresh if isinstance(refresh, str) else "",
+            refresh_token_expires_at=parse_timestamp(data.get("refresh_token_expires_at")),
         )
 
 

@@ -22,6 +22,8 @@ from chirp_core.settings import Settings
 TEMPLATE = Path(__file__).parent / "templates" / "capacity.md"
 README_START = "<!-- chirp bench: start -->"
 README_END = "<!-- chirp bench: end -->"
+# What a run holds besides its microblog phase.
+MODE_PARTS = ("modes", "dataset", "ceiling", "speedup", "per_core", "capacity")
 
 
 def check_root(root: Path) -> None:
@@ -58,18 +60,20 @@ def publish(out: Path, root: Path) -> list[Path]:
 
 
 def publish_microblog(out: Path, root: Path) -> list[Path]:
-    """Publish a `--microblog-only` run in `out` as docs/bench/microblog.json and microblog.md
-    (the report rendered from that JSON); the main run's pages are left as they are."""
+    """Publish the microblog phase of the run in `out` as docs/bench/microblog.json (the run
+    without its timeline modes) and microblog.md (the report rendered from that JSON); the main
+    run's pages are left as they are."""
     check_root(root)
     if not (out / "results.json").is_file():
         raise ValueError(f"no results.json in {out}/ (run chirp bench first)")
     results = json.loads((out / "results.json").read_text())
-    if "microblog" not in results or results.get("modes"):
-        raise ValueError(f"{out}/results.json is not a --microblog-only run")
+    if "microblog" not in results:
+        raise ValueError(f"{out}/results.json has no microblog phase")
+    own = {key: value for key, value in results.items() if key not in MODE_PARTS}
     docs = root / "docs" / "bench"
     docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "results.json", docs / "microblog.json")
-    (docs / "microblog.md").write_text(report.markdown(copy.deepcopy(results), results["command"]) + "\n")
+    (docs / "microblog.json").write_text(json.dumps(own, indent=2) + "\n")
+    (docs / "microblog.md").write_text(report.markdown(copy.deepcopy(own), own["command"]) + "\n")
     return [docs / "microblog.json", docs / "microblog.md"]
 
 

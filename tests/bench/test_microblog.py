@@ -351,8 +351,15 @@ def test_publishing_a_microblog_run_writes_its_json_and_report(tmp_path: Path) -
     assert written == [docs / "microblog.json", docs / "microblog.md"]
     assert json.loads((docs / "microblog.json").read_text())["microblog"]["graph"]["users"] == 10
     assert "| Follow | 30 | 16 | 300.0 |" in (docs / "microblog.md").read_text()
-    (out / "results.json").write_text(json.dumps({**results, "modes": {"push": {}}}, default=str))
-    with pytest.raises(ValueError, match="not a --microblog-only run"):
+    # A whole run: its microblog phase alone is published.
+    whole = {**results, "modes": {"push": {}}, "speedup": {}}
+    (out / "results.json").write_text(json.dumps(whole, default=str))
+    publish_microblog(out, root)
+    assert "modes" not in json.loads((docs / "microblog.json").read_text())
+    assert (docs / "microblog.md").read_text().startswith("# Chirp benchmark, microblog phase")
+    del results["microblog"]
+    (out / "results.json").write_text(json.dumps(results, default=str))
+    with pytest.raises(ValueError, match="has no microblog phase"):
         publish_microblog(out, root)
 
 

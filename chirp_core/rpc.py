@@ -102,7 +102,7 @@ def to_status(error: ChirpError) -> grpc.Status:
 
 def status_body(code: int, message: str, reason: str, metadata: Mapping[str, str] | None = None) -> str:
     """A google.rpc.Status as compact JSON with one ErrorInfo: the error body of the HTTP servers
-    Envoy calls (ext_authz, the rate-limit service, the local media store)."""
+    Envoy calls (the rate-limit service, the local media store)."""
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})))
     status = status_pb2.Status(code=code, message=message, details=[info])

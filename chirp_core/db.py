@@ -22,12 +22,17 @@ answering ages out by itself. A replica out of recovery (promoted) is not used: 
 longer feeds it.
 
 Read your writes. After a write its author must see on their next read, take `commit_lsn()`: the
-primary's WAL insert position read after the commit, so at or past the commit record. Pass it to
+primary's WAL insert position read after the commit, so at or past the commit record (read inside
+the transaction it would come before that record: a replica past it may lack the commit). Pass it to
 that author's stale reads as `after_lsn`: they then go only to a replica whose replay position,
 as last checked, has reached it, else to the primary. A caller keeps the position per user (a
 Redis key, the session) for replica_max_lag_seconds only: a write older than the bound is on
 every replica a read may use, since each has all that was committed before now minus the bound.
 A stale read without after_lsn may miss writes younger than the bound, its caller's included.
+
+pgbouncer in transaction mode: nothing here keeps session state across transactions (migrate()
+takes its advisory lock per transaction) provided statement preparation is off
+(settings.db_prepare_threshold None).
 """
 
 from __future__ import annotations
@@ -344,7 +349,10 @@ class Replicas:
 
     async def _primary_position(self) -> tuple[float, int]:
         async with self._primary.connection(timeout=self._timeout) as conn:
-            # Read before asking: every commit finished by then is at or before the position.
+            # Read before asking: every commit finished by then is at or before the position. (The
+            # insert position is just past a page header when the last record ended on a page's
+            # end; a replica then looks behind until the next record: a read on the primary, never
+            # a stale one.)
             read_at = time.monotonic()
             cur = await conn.execute("SELECT pg_current_wal_insert_lsn()::text")
             row = await cur.fetchone()

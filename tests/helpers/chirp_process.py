@@ -52,6 +52,7 @@ class Started:
 def chirp_up(data_dir: Path, *extra: str) -> Iterator[Started]:
     """Run `chirp up` on free ports; yield where it listens and the seconds it took to be ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+    env["CHIRP_JWKS_PORT"] = "0"  # the signing keys' JWKS, which has no flag of its own
     process = subprocess.Popen(
         [
             sys.executable,
@@ -163,6 +164,7 @@ class ChirpUp:
         """Start and wait for the ready line; returns when it came (time.monotonic())."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
         env["CHIRP_RATE_LIMITS"] = "off"
+        env["CHIRP_JWKS_PORT"] = "0"  # a free port at each start: Envoy restarts with the stack
         p = self.ports
         self.process = subprocess.Popen(
             [

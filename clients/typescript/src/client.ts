@@ -30,8 +30,10 @@ import { asBlob, postForm, type FetchFn, type UploadProgress } from "./upload.js
 export interface ChirpClientOptions {
   /** Envoy's URL, e.g. "http://127.0.0.1:8080"; in a web app served by Envoy, `location.origin`. */
   baseUrl: string;
-  /** A bearer token from an earlier logIn (pass userId with it). */
+  /** An access token from an earlier logIn (pass userId with it, and refreshToken to keep it fresh). */
   token?: string | undefined;
+  /** The refresh token of that logIn. */
+  refreshToken?: string | undefined;
   /** The token's user: calls made as the logged-in user (follow, home timeline, ...) need it. */
   userId?: string | undefined;
   /** The fetch to use; globalThis.fetch by default. */
@@ -42,8 +44,9 @@ export interface ChirpClientOptions {
    */
   tokenStore?: TokenStore | undefined;
   /**
-   * Called when a call that carried a token fails with UNAUTHENTICATED (the session expired or
-   * was revoked), after the client has forgotten the token; typically sends the user to log-in.
+   * Called when a call that carried a token fails with UNAUTHENTICATED and a refresh does not cure
+   * it (the session expired or was revoked), after the client has forgotten the session; typically
+   * sends the user to log-in.
    * The failed call still throws its ChirpError.
    */
   onUnauthenticated?: ((error: ChirpError) => void | Promise<void>) | undefined;
@@ -174,6 +177,27 @@ function limit(pageSize: number | undefined): number {
   return pageSize;
 }
 
+// An access token is refreshed this long before it expires (at most a fifth of its lifetime).
+const REFRESH_MARGIN_MS = 30_000;
+
+/** Milliseconds an access token lives, from its own iat and exp claims; undefined if unreadable. */
+function tokenLifetime(session: Session): number | undefined {
+  try {
+    const payload = session.token.split(".")[1];
+    if (payload === undefined) {
+      return undefined;
+    }
+    const text = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims = JSON.parse(text) as { iat?: unknown; exp?: unknown };
+    if (typeof claims.iat !== "number" || typeof claims.exp !== "number") {
+      return undefined;
+    }
+    return (claims.exp - claims.iat) * 1000;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ChirpClient {
   readonly baseUrl: string;
   private session: Session | undefined;
@@ -184,6 +208,11 @@ export class ChirpClient {
   private readonly graph: Client<typeof GraphService>;
   private readonly tweets: Client<typeof TweetService>;
   private readonly timeline: Client<typeof TimelineService>;
+  // The refresh in flight: calls that find the access token expiring share it, since a refresh
+  // token exchanged twice ends the session.
+  private refreshing: Promise<void> | undefined;
+  // Date.now() after which the access token is refreshed before use (set at log-in and refresh).
+  private refreshAfter: number | undefined;
 
   constructor(options: ChirpClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -193,7 +222,7 @@ export class ChirpClient {
     // Called as a plain function: a browser's fetch throws "Illegal invocation" when called as a method.
     this.fetchFn = (input, init) => (custom ?? globalThis.fetch)(input, init);
     if (options.token !== undefined) {
-      this.session = { token: options.token, userId: options.userId ?? "" };
+      this.session = { token: options.token, userId: options.userId ?? "", refreshToken: options.refreshToken };
     } else {
       const stored = this.store?.get();
       this.session = stored ?? undefined;
@@ -217,7 +246,7 @@ export class ChirpClient {
     this.timeline = createClient(TimelineService, transport);
   }
 
-  /** The bearer token, if logged in. */
+  /** The access token, if logged in. */
   get token(): string | undefined {
     return this.session?.token;
   }
@@ -234,23 +263,53 @@ export class ChirpClient {
     return this.call(async () => userFrom(await this.users.createUser({ handle, password, displayName })));
   }
 
-  /** Log in: later calls act as this user; the session goes to the tokenStore, if any. */
+  /**
+   * Log in: later calls act as this user, and refresh its access token by themselves; the session
+   * goes to the tokenStore, if any.
+   */
   logIn(handle: string, password: string): Promise<Session> {
     return this.call(async () => {
       const session = sessionFrom(await this.users.createSession({ handle, password }));
-      this.session = session;
-      this.store?.set(session);
+      this.remember(session);
       return session;
     });
   }
 
+  /** Exchange the refresh token for new tokens now (calls do it by themselves when needed). */
+  async refresh(): Promise<Session> {
+    while (this.refreshing !== undefined) {
+      await this.refreshing.catch(() => undefined);
+    }
+    const refreshToken = this.session?.refreshToken;
+    if (!refreshToken) {
+      throw new ChirpError({ code: "UNAUTHENTICATED", message: "no refresh token: log in first" });
+    }
+    this.refreshing = this.exchange(refreshToken);
+    try {
+      await this.refreshing;
+    } finally {
+      this.refreshing = undefined;
+    }
+    return this.session!;
+  }
+
   /**
-   * Forget the token here and in the tokenStore. (Sessions cannot be revoked on the server yet:
-   * the token itself stays valid until it expires.)
+   * Forget the session here and in the tokenStore, and end it on the server: its refresh token
+   * stops working. (The access token itself works until it expires, a few minutes at most.)
    */
-  logOut(): void {
+  async logOut(): Promise<void> {
+    const token = this.session?.token;
     this.session = undefined;
+    this.refreshAfter = undefined;
     this.store?.clear();
+    if (token) {
+      try {
+        await this.users.deleteSession({}, { headers: { Authorization: `Bearer ${token}` } });
+      } catch {
+        // Logged out here already; an expired access token cannot end the session, which then
+        // ends with its refresh token.
+      }
+    }
   }
 
   getUser(userId: string): Promise<User> {
@@ -441,7 +500,10 @@ export class ChirpClient {
     let lastSeen = options.sinceId === undefined ? 0n : toBigId(options.sinceId, "sinceId");
     const seen = new RecentIds(2_000);
     let failures = 0;
+    let refreshedFor401 = false;
     while (!outer?.aborted) {
+      await this.freshen();
+      const sentWith = this.session?.token;
       const attempt = new AbortController();
       const stop = () => attempt.abort(outer?.reason);
       outer?.addEventListener("abort", stop, { once: true });
@@ -479,6 +541,7 @@ export class ChirpClient {
             continue;
           }
           delivered = true;
+          refreshedFor401 = false;
           if (tweet.tweetId > lastSeen) {
             lastSeen = tweet.tweetId;
           }
@@ -490,6 +553,12 @@ export class ChirpClient {
         }
         if (!idled) {
           const error = toChirpError(thrown);
+          if (error.unauthenticated && this.session?.refreshToken && !refreshedFor401) {
+            refreshedFor401 = true;
+            if (await this.refreshFrom(sentWith)) {
+              continue;
+            }
+          }
           if (!RETRYABLE.has(error.code)) {
             await this.unauthenticated(error);
             throw error;
@@ -543,7 +612,13 @@ export class ChirpClient {
     return toBigId(session.userId, "userId");
   }
 
-  private async call<T>(run: () => Promise<T>): Promise<T> {
+  /**
+   * Run a call: with the access token refreshed first when it is about to expire, and once more
+   * (then run again) when the server refuses the token.
+   */
+  private async call<T>(run: () => Promise<T>, retried = false): Promise<T> {
+    await this.freshen();
+    const sentWith = this.session?.token;
     try {
       return await run();
     } catch (thrown) {
@@ -551,17 +626,99 @@ export class ChirpClient {
         throw thrown; // a bad argument, caught before anything was sent
       }
       const error = toChirpError(thrown);
+      if (error.unauthenticated && !retried && sentWith !== undefined && this.session?.refreshToken) {
+        if (await this.refreshFrom(sentWith)) {
+          return this.call(run, true);
+        }
+      }
       await this.unauthenticated(error);
       throw error;
     }
   }
 
-  /** An UNAUTHENTICATED answer to a call that carried a token: forget it and tell the app. */
+  private remember(session: Session): void {
+    this.session = session;
+    this.store?.set(session);
+    // From this clock's receipt time, so that a client whose clock is off still refreshes in time.
+    const lifetime = tokenLifetime(session);
+    this.refreshAfter =
+      lifetime === undefined ? undefined : Date.now() + lifetime - Math.min(REFRESH_MARGIN_MS, lifetime / 5);
+  }
+
+  /** Refresh before a call when the access token expires within a fifth of its life (30 s at most). */
+  private async freshen(): Promise<void> {
+    const session = this.session;
+    if (session?.refreshToken === undefined) {
+      return;
+    }
+    let deadline = this.refreshAfter;
+    if (deadline === undefined) {
+      // A session from the tokenStore: go by the server's expiry.
+      const lifetime = tokenLifetime(session);
+      if (lifetime === undefined || session.expiresAt === undefined) {
+        return;
+      }
+      deadline = session.expiresAt.getTime() - Math.min(REFRESH_MARGIN_MS, lifetime / 5);
+    }
+    if (Date.now() >= deadline) {
+      await this.refreshFrom(session.token);
+    }
+  }
+
+  /**
+   * Exchange the refresh token unless the session already moved past the `stale` access token (a
+   * refresh in flight or done meanwhile). Whether the client has a session afterwards; a refused
+   * refresh forgets it.
+   */
+  private async refreshFrom(stale: string | undefined): Promise<boolean> {
+    while (this.refreshing !== undefined) {
+      await this.refreshing.catch(() => undefined);
+    }
+    const session = this.session;
+    if (session === undefined) {
+      return false;
+    }
+    if (session.token !== stale) {
+      return true;
+    }
+    const refreshToken = session.refreshToken;
+    if (!refreshToken) {
+      return false;
+    }
+    this.refreshing = this.exchange(refreshToken);
+    try {
+      await this.refreshing;
+      return true;
+    } catch {
+      return this.session !== undefined && this.session.token !== stale;
+    } finally {
+      this.refreshing = undefined;
+    }
+  }
+
+  /** RefreshSession: both tokens replaced; a refused refresh token forgets the session. */
+  private async exchange(refreshToken: string): Promise<void> {
+    try {
+      this.remember(sessionFrom(await this.users.refreshSession({ refreshToken })));
+    } catch (thrown) {
+      const error = toChirpError(thrown);
+      if (error.unauthenticated || error.code === "INVALID_ARGUMENT") {
+        this.session = undefined;
+        this.refreshAfter = undefined;
+        this.store?.clear();
+        await this.onUnauthenticated?.(error);
+      }
+      throw error;
+    }
+  }
+
+  /** An UNAUTHENTICATED answer that no refresh cured: forget the session and tell the app. */
   private async unauthenticated(error: ChirpError): Promise<void> {
     if (!error.unauthenticated || this.session === undefined) {
       return;
     }
     this.session = undefined;
+    this.refreshAfter = undefined;
     this.store?.clear();
     await this.onUnauthenticated?.(error);
   }

@@ -70,12 +70,16 @@ export interface TweetVersion {
   readonly createdAt: Date | undefined;
 }
 
-/** A login: the bearer token and whose it is. */
+/** A login: the access token (short-lived), the refresh token that gets the next one, and whose they are. */
 export interface Session {
   readonly token: string;
   readonly userId: string;
-  /** When the token stops working (sessions last 30 days); undefined if unknown. */
+  /** When the access token stops working (minutes from its issue); undefined if unknown. */
   readonly expiresAt?: Date | undefined;
+  /** Exchanged for new tokens by the client when the access token is about to expire. */
+  readonly refreshToken?: string | undefined;
+  /** When the refresh token stops working (the session lasts 30 days past its last refresh). */
+  readonly refreshExpiresAt?: Date | undefined;
 }
 
 /** Both directions of the follow edge between `userId` and `otherUserId`. */
@@ -164,10 +168,12 @@ export function versionFrom(version: tweetsPb.TweetVersion): TweetVersion {
   return { version: version.version, content: version.content, createdAt: date(version.createdAt) };
 }
 
-export function sessionFrom(session: usersPb.CreateSessionResponse): Session {
+export function sessionFrom(session: usersPb.CreateSessionResponse | usersPb.RefreshSessionResponse): Session {
   return {
     token: session.token,
     userId: fromBigId(session.userId),
     expiresAt: date(session.expiresAt),
+    refreshToken: session.refreshToken || undefined,
+    refreshExpiresAt: date(session.refreshTokenExpiresAt),
   };
 }

@@ -23,11 +23,14 @@ interface StoredSession {
   token: string;
   userId: string;
   expiresAt?: string;
+  refreshToken?: string;
+  refreshExpiresAt?: string;
 }
 
 /**
  * A TokenStore in Web Storage, as JSON under `key`: `localStorageTokenStore()` in a browser keeps
- * the user logged in across reloads. A stored session past its expiry is not returned.
+ * the user logged in across reloads. A stored session that can no longer be refreshed (past the
+ * refresh token's expiry, or without one past the access token's) is not returned.
  */
 export function webStorageTokenStore(storage: StorageLike, key = "chirp.session"): TokenStore {
   return {
@@ -42,11 +45,16 @@ export function webStorageTokenStore(storage: StorageLike, key = "chirp.session"
           return null;
         }
         const expiresAt = typeof stored.expiresAt === "string" ? new Date(stored.expiresAt) : undefined;
-        if (expiresAt !== undefined && expiresAt.getTime() <= Date.now()) {
+        const refreshToken = typeof stored.refreshToken === "string" ? stored.refreshToken : undefined;
+        const refreshExpiresAt =
+          typeof stored.refreshExpiresAt === "string" ? new Date(stored.refreshExpiresAt) : undefined;
+        const usableUntil = refreshToken === undefined ? expiresAt : refreshExpiresAt;
+        if (usableUntil !== undefined && usableUntil.getTime() <= Date.now()) {
           storage.removeItem(key);
           return null;
         }
-        return { token: stored.token, userId: stored.userId, expiresAt };
+        const session: Session = { token: stored.token, userId: stored.userId, expiresAt };
+        return refreshToken === undefined ? session : { ...session, refreshToken, refreshExpiresAt };
       } catch {
         return null;
       }
@@ -55,6 +63,12 @@ export function webStorageTokenStore(storage: StorageLike, key = "chirp.session"
       const stored: StoredSession = { token: session.token, userId: session.userId };
       if (session.expiresAt !== undefined) {
         stored.expiresAt = session.expiresAt.toISOString();
+      }
+      if (session.refreshToken !== undefined) {
+        stored.refreshToken = session.refreshToken;
+      }
+      if (session.refreshExpiresAt !== undefined) {
+        stored.refreshExpiresAt = session.refreshExpiresAt.toISOString();
       }
       storage.setItem(key, JSON.stringify(stored));
     },

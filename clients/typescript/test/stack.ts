@@ -66,7 +66,8 @@ export async function startStack(): Promise<Stack> {
   ];
   // Envoy's access log goes to a file: by default it opens /dev/stdout, which fails (ENXIO) when
   // stdout is the socket Node's child_process gives a child.
-  const env = { ...process.env, CHIRP_ENVOY_ACCESS_LOG: join(dataDir, "envoy-access.log") };
+  // CHIRP_JWKS_PORT: the graph service's key set (JWKS) for Envoy, on a free port too.
+  const env = { ...process.env, CHIRP_ENVOY_ACCESS_LOG: join(dataDir, "envoy-access.log"), CHIRP_JWKS_PORT: "0" };
   const child = spawn(python, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   const output: string[] = [];
   const remember = (line: string) => {

@@ -60,7 +60,7 @@ test("an outage stays UNAVAILABLE, without a wait", () => {
   assert.deepEqual([error.code, error.message, error.retryAfterSeconds], ["UNAVAILABLE", "upstream connect error", undefined]);
 });
 
-test("a web-storage token store keeps the session as JSON and drops an expired one", () => {
+test("a web-storage token store keeps the session as JSON and drops an expired one", async () => {
   const items = new Map<string, string>();
   const storage: StorageLike = {
     getItem: (key) => items.get(key) ?? null,
@@ -75,12 +75,21 @@ test("a web-storage token store keeps the session as JSON and drops an expired o
   assert.deepEqual(store.get(), { token: "t", userId: "42", expiresAt });
   const client = new ChirpClient({ baseUrl: "http://127.0.0.1:9", tokenStore: store });
   assert.deepEqual([client.token, client.userId], ["t", "42"]);
-  client.logOut();
+  await client.logOut();
   assert.equal(items.size, 0);
 
   store.set({ token: "old", userId: "42", expiresAt: new Date(Date.now() - 1) });
   assert.equal(store.get(), null);
   assert.equal(items.size, 0);
+
+  // With a refresh token, the session lasts as long as the refresh token: an expired access token
+  // is refreshed by the client, not a reason to log in again.
+  const refreshExpiresAt = new Date(Date.now() + 86_400_000);
+  const refreshable = { token: "old", userId: "42", expiresAt: new Date(Date.now() - 1), refreshToken: "r", refreshExpiresAt };
+  store.set(refreshable);
+  assert.deepEqual(store.get(), refreshable);
+  store.set({ ...refreshable, refreshExpiresAt: new Date(Date.now() - 1) });
+  assert.equal(store.get(), null);
 });
 
 test("IDs are decimal strings; anything else is a TypeError before any request", async () => {

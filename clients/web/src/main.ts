@@ -33,7 +33,7 @@ function renderNav(current: string): void {
   }
   const logOut = h("button", { type: "button", class: "link-button" }, "Log out");
   logOut.addEventListener("click", () => {
-    chirp.logOut();
+    void chirp.logOut();
     state.me = null;
     navigate("#/login");
     announce("You are logged out.");

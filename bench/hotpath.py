@@ -283,4 +283,19 @@ def header(results: dict[str, Any]) -> list[str]:
         f"gRPC, the rest loaded with COPY); {microblog['processes']} worker process(es), "
         f"{microblog.get('mode', '')} mode; {config['microblog_seconds']:.0f} s per read run.",
         "",
+        *_first_reads(microblog.get("first_reads")),
+    ]
+
+
+def _first_reads(first: dict[str, Any] | None) -> list[str]:
+    if not first:
+        return []
+    warmed = "every timeline" if not first.get("not_warm") else f"all but {first['not_warm']} timeline(s)"
+    passes = int(first.get("passes", 1))
+    return [
+        f"Before the measured reads, one read per account through Envoy: first reads p50 "
+        f"{_num(first.get('p50'))} ms, p99 {_num(first.get('p99'))} ms; {passes} "
+        f"pass{'' if passes == 1 else 'es'} warmed {warmed} (a pass reads again the timelines still "
+        "cold in Redis).",
+        "",
     ]

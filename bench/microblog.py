@@ -32,7 +32,7 @@ from bench.graphgen import Dataset, snowflake
 from bench.loader import BENCH_PASSWORD
 from bench.phases import READS_ONLY, StackUnderTest, run_phase
 from bench.plan import Plan
-from bench.probes import LOCAL_POOL, login, warm_timeline_bytes
+from bench.probes import LOCAL_POOL, cold_readers, login, warm_timeline_bytes
 from bench.progress import Progress
 from bench.stats import summarize
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -44,6 +44,10 @@ HANDLE_PREFIX = "mb_"
 DATABASE = "bench_microblog"
 SEED_CHANNELS = 4
 WARM_CONCURRENCY = 8
+WARM_PASSES = 4
+# Longer than the open period of a Redis circuit breaker (chirp_core.redis_client), which a busy
+# Redis may have opened during the first reads.
+BREAKER_SECONDS = 1.5
 # Tweets of the COPY-loaded history are spread over this last stretch of time.
 HISTORY_MS = 86_400_000
 
@@ -238,13 +242,35 @@ async def seed(config: BenchConfig, stack: StackUnderTest, plan: SeedPlan) -> di
     return out
 
 
-async def warm(url: str, accounts: Sequence[tuple[int, str]]) -> dict[str, Any]:
-    """One GET /timeline per account through the gateway: every timeline is rebuilt (and kept
-    warm), and every token is known to the auth service's cache before the measured reads."""
+async def warm_all(stack: StackUnderTest, accounts: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """The first read of every account (measured), then reads of the timelines still cold in
+    Redis (a rebuild a busy Redis did not answer in time), up to WARM_PASSES in all, so that the
+    measured reads find every timeline warm. Stops early when none warmed (a pull-mode stack)."""
+    first = await warm(stack.targets.url, accounts, "microblog: first reads (cold)")
+    passes, cold = 1, set[int]()
+    if stack.redis_url:
+        readers = [user_id for user_id, _ in accounts]
+        await asyncio.sleep(1.0)  # the rebuilds' follow-up writes land
+        cold = await cold_readers(stack.redis_url, stack.timeline_namespace, readers)
+        while cold and len(cold) < len(readers) and passes < WARM_PASSES:
+            await asyncio.sleep(BREAKER_SECONDS)
+            again = [(user_id, token) for user_id, token in accounts if user_id in cold]
+            await warm(stack.targets.url, again, f"microblog: reads of {len(again)} cold timelines")
+            passes += 1
+            await asyncio.sleep(1.0)
+            cold = await cold_readers(stack.redis_url, stack.timeline_namespace, readers)
+        if cold:
+            _say(f"chirp bench: {len(cold)} of {len(readers)} microblog timelines are not warm")
+    return {**first, "passes": passes, "not_warm": len(cold)}
+
+
+async def warm(url: str, accounts: Sequence[tuple[int, str]], label: str) -> dict[str, Any]:
+    """One GET /timeline per account through the gateway: each timeline is rebuilt (and kept
+    warm) and each token has been checked once before the measured reads."""
     gate = asyncio.Semaphore(WARM_CONCURRENCY)
     latencies: list[float] = []
     failures: list[str] = []
-    bar = Progress("microblog: first reads (cold)", len(accounts), unit="reads")
+    bar = Progress(label, len(accounts), unit="reads")
 
     async def one(http: aiohttp.ClientSession, user_id: int, token: str) -> None:
         async with gate:
@@ -351,8 +377,7 @@ async def measure(
             _say(f"chirp bench: microblog seeding: {done['per_second']:,.0f} {kind}/s over gRPC")
     handles = [(user_id, seed_plan.copied.handles[i]) for i, user_id in enumerate(seed_plan.user_ids)]
     accounts = await login(stack.targets.url, handles, BENCH_PASSWORD)
-    out["first_reads"] = await warm(stack.targets.url, accounts)
-    await asyncio.sleep(1.0)  # let the rebuilds' follow-up writes land
+    out["first_reads"] = await warm_all(stack, accounts)
     plan = Plan(accounts=(), probes=(), population=tuple(seed_plan.user_ids))
     wrk_path = wrk.find_wrk()
     if wrk_path is None:

@@ -290,6 +290,20 @@ def timeline_store(client: redis.asyncio.Redis, namespace: str) -> Any:
     return TimelineStore(client, **{name: value for name, value in known.items() if name in accepted})
 
 
+async def cold_readers(url: str, namespace: str, readers: Sequence[int]) -> set[int]:
+    """The readers without a home timeline in Redis (TimelineStore.timeline_key's keys)."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        store = timeline_store(client, namespace)
+        pipe = client.pipeline(transaction=False)
+        for reader in readers:
+            pipe.exists(*_as_keys(store.timeline_key(reader)))
+        found = await pipe.execute()
+    finally:
+        await client.aclose()
+    return {reader for reader, exists in zip(readers, found, strict=True) if not exists}
+
+
 async def warm_timeline_bytes(url: str, namespace: str, readers: Sequence[int]) -> dict[str, Any]:
     """MEMORY USAGE (exact: SAMPLES 0) of each reader's home timeline keys and follow-set keys,
     named by the timeline service's TimelineStore.timeline_key and following_key; the timeline's

@@ -17,7 +17,7 @@ from aiohttp import web
 from bench import hotpath, wrk
 from bench.config import FULL, QUICK, build_parser, config_from_args
 from bench.microblog import make_seed_plan
-from bench.probes import timeline_store, warm_timeline_bytes
+from bench.probes import cold_readers, timeline_store, warm_timeline_bytes
 from bench.publish import README_END, README_START, publish_microblog
 from bench.report import markdown
 from bench.stackctl import stack_settings
@@ -180,6 +180,7 @@ async def test_bytes_per_warm_timeline_sum_memory_usage_of_the_store_keys(
     assert found["following_entries"] == pytest.approx(sum(members) / 2)
     assert found["keys_of_first_reader"] == [store.timeline_key(1), store.following_key(1)]
     assert found["reader_bytes"] == pytest.approx((sum(expected) + sum(versions)) / 2)
+    assert await cold_readers(redis_server.url, "mbtest", [1, 2, 3]) == {3}
 
 
 def _read_run(throughput: float, p50: float, p99: float, cpu: dict[str, float], count: int) -> dict[str, Any]:
@@ -254,6 +255,7 @@ def _results() -> dict[str, Any]:
                 }
             ],
             "redis": warm,
+            "first_reads": {"p50": 3.0, "p99": 9.0, "errors": 0, "passes": 2, "not_warm": 1},
         },
     }
 
@@ -301,6 +303,7 @@ def test_a_microblog_only_report_has_its_own_header_and_the_hot_path() -> None:
     text = markdown(_results(), "chirp bench --microblog-only")
     assert text.startswith("# Chirp benchmark, microblog phase")
     assert "Microblog graph: 10 users" in text
+    assert "first reads p50 3.0 ms, p99 9.0 ms; 2 passes warmed all but 1 timeline(s)" in text
     assert "## Hot path: warm home-timeline reads" in text
     assert "| Follow | 30 | 16 | 300.0 |" in text
     assert "## Summary" not in text

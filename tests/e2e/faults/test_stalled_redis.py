@@ -31,6 +31,7 @@ from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
 from tests.conftest import settings_for_tests
 from tests.helpers.api import eventually
+from timeline_svc.storage import TimelineStore
 
 STALL_SECONDS = 10.0
 # The issue: a stalled Redis costs a request at most about 100 ms more. A warm read through Envoy
@@ -188,11 +189,15 @@ async def test_a_stalled_redis_costs_requests_little_and_timelines_converge_afte
         # relay publishes their events, the workers fan them out) and the reads served from it.
         client = redis.asyncio.Redis.from_url(stalling.redis.url)
         try:
-            timeline_key = f"{stack.settings.timeline_namespace}:tl:{reader}"
+            store = TimelineStore(
+                client,
+                namespace=stack.settings.timeline_namespace,
+                cap=stack.settings.timeline_size,
+                ttl_seconds=60,
+            )
 
             async def in_redis() -> set[int]:
-                members = await client.zrange(timeline_key, 0, -1)
-                return {int(m[:19]) for m in members if not m.startswith(b"h:")}
+                return {entry.tweet_id for entry in await store.entries(reader)}
 
             await eventually(in_redis, lambda ids: set(posted) <= ids, within=CONVERGED_WITHIN)
         finally:

@@ -22,6 +22,14 @@ from tests.helpers.replica import ReplicaUnavailable, Standby
 WAIT_SECONDS = 30.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def probe_table(database_url: str) -> None:
+    """replica_probe: the row every read of these tests returns, and the writes change."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS replica_probe (id int PRIMARY KEY, value int NOT NULL)")
+        conn.execute("INSERT INTO replica_probe VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+
+
 @pytest.fixture(scope="module")
 def standbys(postgres_server: str, database_url: str) -> Iterator[list[Standby]]:
     """Two hot standbys of the test server, streaming from it."""
@@ -35,9 +43,6 @@ def standbys(postgres_server: str, database_url: str) -> Iterator[list[Standby]]
         for standby in started:
             standby.stop()
         pytest.skip(f"no streaming replica of the test server can be made here: {exc}")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS replica_probe (id int PRIMARY KEY, value int NOT NULL)")
-        conn.execute("INSERT INTO replica_probe VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
     try:
         yield started
     finally:
@@ -129,8 +134,8 @@ async def test_stale_reads_go_to_the_replicas_in_turn(
         direct = [await conns.run_stale(where) for _ in range(4)]
     assert all(in_recovery for in_recovery, _, _ in answers + direct)
     ports = [port for _, port, _ in answers]
-    assert set(ports) == {s.server.port for s in standbys}
-    assert ports.count(standbys[0].server.port) == ports.count(standbys[1].server.port) == 10
+    assert set(ports) == {s.port for s in standbys}
+    assert ports.count(standbys[0].port) == ports.count(standbys[1].port) == 10
     labels = [r.label for r in replicas.replicas]
     assert sum(served(metrics, label) for label in labels) == 24
     assert served(metrics, "primary") == 0
@@ -179,7 +184,7 @@ async def test_without_the_writes_position_a_paused_replica_can_miss_it(
         on_replica(standby, database, "SELECT pg_wal_replay_pause()")
         try:
             lsn = await write(conns, 6)
-            assert await stale(conns) == (True, standby.server.port, 5)
+            assert await stale(conns) == (True, standby.port, 5)
             assert (await stale(conns, after_lsn=lsn))[::2] == (False, 6)
             assert fallbacks(metrics, "behind_write") == 1
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -22,9 +21,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from chirp_app.child_process import die_with_parent, stop_child
-from chirp_app.embedded_pg import SYSTEM_USER
+from chirp_app.child_process import stop_child
 from tests.helpers.api import free_port
+from tests.helpers.replica import as_server_user, give_to_server_user
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -45,9 +44,8 @@ class PgBouncer:
         self._server = conninfo_to_dict(server_url)
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
-        self._dir = Path(tempfile.mkdtemp(prefix="chirp-test-pgbouncer-"))
         # pgbouncer refuses to run as root: as root, it runs as the embedded PostgreSQL's user.
-        self._user = SYSTEM_USER if os.geteuid() == 0 else None
+        self._dir = Path(tempfile.mkdtemp(prefix="chirp-test-pgbouncer-"))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,15 +58,14 @@ class PgBouncer:
 
     def start(self) -> None:
         self._write_config()
+        # Through setpriv, as the standbys are (tests/helpers/replica.py): safe beside gRPC's threads.
         self._process = subprocess.Popen(
-            [self._binary, "-q", str(self._dir / "pgbouncer.ini")],
-            user=self._user,
+            as_server_user([self._binary, "-q", str(self._dir / "pgbouncer.ini")], "TERM"),
             cwd=self._dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         self._wait_ready()
 
@@ -103,10 +100,7 @@ class PgBouncer:
             f"pidfile = {self._dir / 'pgbouncer.pid'}\n"
         )
         (self._dir / "userlist.txt").write_text(f'"{user}" ""\n')
-        if self._user is not None:
-            owner = pwd.getpwnam(self._user)
-            for path in (self._dir, *self._dir.iterdir()):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
+        give_to_server_user(self._dir, *self._dir.iterdir())
 
     def _wait_ready(self) -> None:
         """Until a query goes through pgbouncer to the server and pgbouncer says transaction mode."""

@@ -177,6 +177,15 @@ class Standby:
             raise ReplicaUnavailable(f"{self.primary_url} names no host for a replication connection")
         if shutil.which("setpriv") is None:
             raise ReplicaUnavailable("no setpriv (util-linux) to start the standby's programs with")
+        ours = _binaries_major_version()
+        with psycopg.connect(self.primary_url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version_num").fetchone()
+        theirs = int(row[0]) // 10000 if row else 0
+        if theirs != ours:
+            raise ReplicaUnavailable(
+                f"the server is PostgreSQL {theirs} and the embedded binaries {ours}:"
+                " a streaming replica needs the same major version"
+            )
         argv = [
             str(POSTGRES_BIN_PATH / "pg_basebackup"),
             *("--dbname", make_conninfo(self.primary_url, connect_timeout="10")),
@@ -206,3 +215,10 @@ class Standby:
                 f"pg_basebackup of {params.get('host')}:{params.get('port')} failed"
                 f" (exit {result.returncode}): {result.stderr.strip()}"
             )
+
+
+def _binaries_major_version() -> int:
+    out = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.split()[-1].split(".")[0])  # "postgres (PostgreSQL) 18.6"

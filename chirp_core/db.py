@@ -307,6 +307,14 @@ class Replicas:
             except psycopg.OperationalError as exc:
                 replica.failed(exc)
                 continue
+            try:
+                # Checked here rather than by the pool, which would wait out the deadline for a
+                # new connection to a replica that has just died.
+                await AsyncConnectionPool.check_connection(conn)
+            except psycopg.Error as exc:
+                await replica.pool.putconn(conn)
+                replica.failed(exc)
+                continue
             self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
             return replica, conn
         self.fell_back("unreachable")
@@ -441,7 +449,6 @@ def _replica_pool(settings: Settings, url: str, name: str) -> AsyncConnectionPoo
         name=name,
         open=False,
         timeout=settings.replica_timeout_seconds,
-        check=AsyncConnectionPool.check_connection,
     )
 
 

@@ -34,7 +34,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 from chirp_app.keeper import BACKOFF_SECONDS
@@ -49,18 +49,15 @@ RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 STOP_MARGIN_SECONDS = 10.0
 # The ports every worker has of its own (one per server it runs), each with the setting that lists
-# where every worker has it. The graph service's JWKS endpoint is one where the settings have it.
+# where every worker has it.
 WORKER_PORTS: Mapping[str, str] = {
-    port: addresses
-    for port, addresses in (
-        ("graph_port", "graph_addr"),
-        ("tweets_port", "tweets_addr"),
-        ("timeline_port", "timeline_addr"),
-        ("auth_port", "auth_addr"),
-        ("media_store_port", "media_store_addr"),
-        ("jwks_port", "jwks_addr"),
-    )
-    if port in {f.name for f in fields(Settings)}
+    "graph_port": "graph_addr",
+    "tweets_port": "tweets_addr",
+    "timeline_port": "timeline_addr",
+    "auth_port": "auth_addr",
+    "media_store_port": "media_store_addr",
+    # The graph service's JWKS endpoint (the public keys Envoy checks access tokens with).
+    "jwks_port": "jwks_addr",
 }
 
 

@@ -131,13 +131,14 @@ def test_a_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -
 def test_a_worker_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -> None:
     """With --processes 2, worker 1 listens on each port + 100: a listener there, even one that
     allows port sharing, is not joined either."""
-    graph, tweets, timeline, auth, http = (str(port) for port in free_worker_ports(5, 2))
+    graph, tweets, timeline, auth, http, jwks = (str(port) for port in free_worker_ports(6, 2))
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", int(timeline) + 100))
         holder.listen()
         taken = holder.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+        env["CHIRP_JWKS_PORT"] = jwks
         ports = ["--graph-port", graph, "--tweets-port", tweets, "--timeline-port", timeline]
         finished = subprocess.run(
             [

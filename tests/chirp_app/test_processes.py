@@ -218,11 +218,12 @@ async def wait_until(condition: Callable[[], bool], what: str, within: float = S
 )
 async def test_two_processes_balance_survive_a_stop_and_a_crash_and_stop_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "chirp-data"
-    graph, tweets, timeline, auth, http = free_worker_ports(5, 2, STRIDE)
+    graph, tweets, timeline, auth, http, jwks = free_worker_ports(6, 2, STRIDE)
     metrics = free_port_run(2)  # worker 1 serves its metrics on the next port
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
     env["CHIRP_SHUTDOWN_GRACE_SECONDS"] = "1"
     env["CHIRP_RATE_LIMITS"] = "off"
+    env["CHIRP_JWKS_PORT"] = str(jwks)
     ports = ["--graph-port", graph, "--tweets-port", tweets, "--timeline-port", timeline]
     ports += ["--auth-port", auth, "--http-port", http, "--metrics-port", metrics]
     process = await asyncio.create_subprocess_exec(
@@ -260,7 +261,7 @@ async def test_two_processes_balance_survive_a_stop_and_a_crash_and_stop_cleanly
         # Worker i on each port + i * STRIDE, no port shared.
         by_index = [listening_pids(timeline + index * STRIDE) for index in range(2)]
         assert all(len(pids) == 1 for pids in by_index) and set.union(*by_index) == {w.pid for w in workers}
-        for port in (graph, tweets, auth):
+        for port in (graph, tweets, auth, jwks):
             assert [listening_pids(port + index * STRIDE) for index in range(2)] == by_index
 
         base = {"graph": graph, "tweets": tweets, "timeline": timeline, "edge": auth}

@@ -264,8 +264,8 @@ class _RestClient:
 
 
 class _GrpcClient:
-    """Several channels, each with a connection of its own (a local subchannel pool), so the
-    kernel can spread them over the workers sharing a port."""
+    """Several channels, each with connections of its own (a local subchannel pool), calls spread
+    round robin over every address of the target (bench.probes.LOCAL_POOL)."""
 
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
@@ -276,7 +276,9 @@ class _GrpcClient:
     async def open(self) -> None:
         import grpc
 
-        options = [("grpc.use_local_subchannel_pool", 1)]
+        from bench.probes import LOCAL_POOL
+
+        options = LOCAL_POOL
         for target in (self.spec.targets.timeline, self.spec.targets.tweets, self.spec.targets.graph):
             for _ in range(self.spec.grpc_channels):
                 self.channels.append(grpc.aio.insecure_channel(target, options=options))

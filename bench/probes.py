@@ -18,9 +18,14 @@ import redis.asyncio
 from bench.progress import Progress
 from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
-from chirp_core.rpc import USER_ID_HEADER
+from chirp_core.rpc import BALANCED_SERVICE_CONFIG, USER_ID_HEADER
 
-LOCAL_POOL = [("grpc.use_local_subchannel_pool", 1)]
+# A connection of the channel's own to each address of the target (every worker, when the stack
+# lists them), the calls spread round robin over those that serve, as the services' own channels do.
+LOCAL_POOL = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.service_config", BALANCED_SERVICE_CONFIG),
+]
 
 
 def _as(user_id: int) -> tuple[tuple[str, str], ...]:

@@ -30,7 +30,8 @@ from chirp_app.processes import Supervisor
 from chirp_core.settings import Settings
 
 BASE_DATABASE = "bench_base"
-# Ports of services the stack may have, given free ports when its settings know them.
+# Ports of services the stack may have (served by each worker), given free ports when its settings
+# know them.
 FREE_PORT_FIELDS = ("jwks_port",)
 
 
@@ -104,6 +105,32 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def worker_free_ports(count: int, processes: int, stride: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports p whose worker ports p + i * stride (i < processes) are free
+    and distinct too."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for _ in range(1000):
+        if len(chosen) == count:
+            return chosen
+        (first,) = free_ports(1, host)
+        ports = {first + index * stride for index in range(processes)}
+        if max(ports) <= 65535 and not taken & ports and all(_free(port, host) for port in ports):
+            chosen.append(first)
+            taken |= ports
+    raise OSError(f"no {count} free ports with free worker ports")
+
+
+def _free(port: int, host: str) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def consecutive_free_ports(count: int, host: str = "127.0.0.1") -> int:
     """The first of `count` consecutive free ports."""
     for _ in range(200):
@@ -135,10 +162,15 @@ def stack_settings(
     overrides: dict[str, int | None],
     processes: int,
 ) -> Settings:
-    """A stack on fixed free ports (shared by its workers), rate limits off, quiet logs (Envoy's
-    errors only). Envoy's access log goes to a file under the data directory, as a production
-    Envoy would write one."""
-    graph, tweets, timeline, auth, http, media = free_ports(6)
+    """A stack on free ports (each worker's ports too: the base port plus the worker's number
+    times the settings' worker port stride, where they have one), rate limits off, quiet logs
+    (Envoy's errors only). Envoy's access log goes to a file under the data directory, as a
+    production Envoy would write one."""
+    known = {f.name for f in fields(Settings)}
+    stride = int(getattr(Settings(), "worker_port_stride", 0)) or 1
+    optional = [name for name in FREE_PORT_FIELDS if name in known]
+    graph, tweets, timeline, auth, media, *others = worker_free_ports(5 + len(optional), processes, stride)
+    (http,) = free_ports(1)
     settings = Settings(
         data_dir=root / "data",
         database_url=database_url,
@@ -162,9 +194,7 @@ def stack_settings(
     settings = settings.with_changes(
         **{name: value for name, value in overrides.items() if value is not None}
     )
-    known = {f.name for f in fields(Settings)}
-    optional = [name for name in FREE_PORT_FIELDS if name in known]
-    settings = settings.with_changes(**dict(zip(optional, free_ports(len(optional)), strict=True)))
+    settings = settings.with_changes(**dict(zip(optional, others, strict=True)))
     settings.validate()
     return settings
 

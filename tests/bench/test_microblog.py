@@ -375,3 +375,13 @@ def test_every_port_of_the_benchs_stack_is_a_free_one(tmp_path: Path) -> None:
     defaults = Settings()
     assert all(port and port != getattr(defaults, name) for name, port in ports.items())
     assert len(set(ports.values())) == len(ports)
+
+
+def test_worker_ports_of_the_benchs_stack_do_not_collide(tmp_path: Path) -> None:
+    stride = int(getattr(Settings(), "worker_port_stride", 0)) or 1
+    settings = stack_settings(
+        tmp_path, "postgresql://h/db", "redis://h:1/0", mode="hybrid", threshold=10, overrides={}, processes=3
+    )
+    bases = [settings.graph_port, settings.tweets_port, settings.timeline_port, settings.auth_port]
+    every = [base + index * stride for base in bases for index in range(3)]
+    assert len(set(every)) == len(every) and max(every) <= 65535

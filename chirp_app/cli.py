@@ -213,7 +213,11 @@ async def _serve(settings: Settings, service: str, port: int | None) -> None:
         database_url = settings.database_url or ""
         if service == "graph":
             from graph_svc.server import start as start_graph
+            from graph_svc.tokens import ensure_key
 
+            # The first signing key, where there is none yet (keep CHIRP_JWT_KEY_DIR on a volume
+            # shared by every graph service, or each start would sign with a key of its own).
+            ensure_key(settings.jwt_keys)
             return await start_graph(
                 settings, database_url, port if port is not None else settings.graph_port
             )

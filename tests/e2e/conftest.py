@@ -1,6 +1,7 @@
 """The edge in front of the in-process stack, started by the same composition root as `chirp up`
-(chirp_app.edge): the ext_authz and rate-limit services, the local media store and a real Envoy
-on free ports, with the low limits of limits.yaml. Envoy's JSON access log goes to a file."""
+(chirp_app.edge): the rate-limit service, the local media store and a real Envoy checking the
+stack's access tokens, on free ports, with the low limits of limits.yaml. Envoy's JSON access log
+goes to a file."""
 
 from __future__ import annotations
 

@@ -123,6 +123,21 @@ def _body_cases() -> list[Bad]:
         Bad("log-in NUL", "POST", "/sessions", b'{"handle":"{me_handle}","password":"a\\u0000"}'),
         Bad("log-in wrong type", "POST", "/sessions", b'{"handle":["{me_handle}"],"password":"x"}'),
         Bad("log-in deep", "POST", "/sessions", b'{"handle":' + deep() + b"}"),
+        # POST /sessions/refresh (no token).
+        Bad("refresh nothing", "POST", "/sessions/refresh", b"{}", field="refresh_token"),
+        Bad(
+            "refresh not a token",
+            "POST",
+            "/sessions/refresh",
+            b'{"refresh_token":"x y"}',
+            field="refresh_token",
+        ),
+        Bad("refresh bad utf-8", "POST", "/sessions/refresh", b'{"refresh_token":"\xff\xfe"}'),
+        Bad(
+            "refresh NUL", "POST", "/sessions/refresh", b'{"refresh_token":"a\\u0000"}', field="refresh_token"
+        ),
+        Bad("refresh wrong type", "POST", "/sessions/refresh", b'{"refresh_token":["x"]}'),
+        Bad("refresh deep", "POST", "/sessions/refresh", b'{"refresh_token":' + deep() + b"}"),
         # POST /tweets.
         Bad("tweet deep", "POST", "/tweets", b"{" + tweet_ok + b',"content":' + deep() + b"}"),
         Bad("tweet deep unknown field", "POST", "/tweets", b"{" + tweet_ok + b',"x":' + deep_object() + b"}"),
@@ -259,6 +274,7 @@ def _huge_cases() -> list[Bad]:
         for method, path in (
             ("POST", "/users"),
             ("POST", "/sessions"),
+            ("POST", "/sessions/refresh"),
             ("POST", "/tweets"),
             ("PATCH", "/tweets/{tweet}"),
             ("POST", "/follow"),
@@ -364,6 +380,7 @@ def _header_cases() -> list[Bad]:
 _CLASS_OF = {
     "sign-up": "sign-up and log-in",
     "log-in": "sign-up and log-in",
+    "refresh": "sign-up and log-in",
     "tweet": "create and edit tweets",
     "edit": "create and edit tweets",
     "follow": "follow and unfollow",

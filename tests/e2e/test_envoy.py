@@ -66,7 +66,7 @@ async def test_a_browser_calls_an_rpc_with_grpc_web(http: aiohttp.ClientSession)
     messages, trailers = grpc_web_frames(reply.raw)
     assert trailers["grpc-status"] == "0", trailers
     assert users_pb2.User.FromString(messages[0]).handle == alice.handle
-    # The same listener still wants the token: gRPC-Web goes through ext_authz too.
+    # The same listener still wants the token: gRPC-Web goes through jwt_authn too.
     anonymous = await call(
         http, "POST", "/chirp.users.v1.UserService/GetUser", data=grpc_web_frame(request), headers=GRPC_WEB
     )
@@ -131,7 +131,7 @@ async def test_no_grpc_or_envoy_headers_reach_rest_clients(http: aiohttp.ClientS
         await call(http, "GET", "/tweets/1", user=alice),  # an error from the service
         await call(http, "GET", "/timeline", user=alice, params={"user_id": "1"}),  # another user's
         await call(http, "GET", "/nowhere", user=alice),  # Envoy's own 404
-        await call(http, "GET", "/timeline"),  # ext_authz's 401
+        await call(http, "GET", "/timeline"),  # jwt_authn's 401
         await call(http, "POST", "/tweets", user=alice, data=b"{"),  # the transcoder's 400
     ]
     assert [a.status for a in answers] == [200, 404, 403, 404, 401, 400]

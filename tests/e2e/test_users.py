@@ -75,10 +75,11 @@ async def test_log_in_answers_a_token_and_when_it_expires(http: aiohttp.ClientSe
     created = (await call(http, "POST", "/users", json={"handle": handle, "password": PASSWORD})).expect(200)
     reply = (await call(http, "POST", "/sessions", json={"handle": handle, "password": PASSWORD})).expect(200)
     body = reply.json
-    assert set(body) == {"token", "user_id", "expires_at"}
+    assert set(body) == {"token", "user_id", "expires_at", "refresh_token", "refresh_token_expires_at"}
     assert body["user_id"] == created.json["user_id"]
     assert len(body["token"]) >= 20
     assert parse_time(body["expires_at"]) > datetime.now(UTC)
+    assert parse_time(body["refresh_token_expires_at"]) > parse_time(body["expires_at"])
 
 
 async def test_log_in_with_a_wrong_password_is_401(http: aiohttp.ClientSession) -> None:

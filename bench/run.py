@@ -5,6 +5,7 @@ processes speed-up on the last one."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import shutil
 import sys
@@ -25,7 +26,7 @@ from bench.phases import StackUnderTest, measure_ceiling, measure_mode, measure_
 from bench.plan import Plan, make_plan
 from bench.probes import login
 from bench.progress import Progress
-from bench.stackctl import BASE_DATABASE, Infrastructure, RunningStack, stack_settings, start_stack
+from bench.stackctl import BASE_DATABASE, Infrastructure, RunningStack, stack_settings, start_on_free_ports
 from chirp_core.settings import Settings
 
 
@@ -128,17 +129,20 @@ async def _microblog(config: BenchConfig, infra: Infrastructure, root: Path) -> 
     await migrate_all(url)
     await asyncio.to_thread(load, url, seed_plan.copied, password_hash())
     await asyncio.to_thread(infra.flush_redis)
-    settings = stack_settings(
-        root,
-        url,
-        infra.redis_url,
-        mode=mode,
-        threshold=config.microblog_users,
-        overrides={"fanout_workers": config.fanout_workers, "timeline_size": config.timeline_size},
-        processes=config.processes,
-    )
+
+    def make_settings() -> Settings:
+        return stack_settings(
+            root,
+            url,
+            infra.redis_url,
+            mode=mode,
+            threshold=config.microblog_users,
+            overrides={"fanout_workers": config.fanout_workers, "timeline_size": config.timeline_size},
+            processes=config.processes,
+        )
+
     _say(f"-- microblog ({mode}): starting {config.processes} worker process(es) and Envoy")
-    running = await start_stack(settings, config.processes)
+    settings, running = await start_on_free_ports(make_settings, config.processes)
     try:
         stack = _under_test(f"microblog {mode}", settings, running, infra)
         found = await microblog.measure(config, stack, seed_plan, root / "wrk")
@@ -175,8 +179,7 @@ async def _one_mode(
         )
 
     _say(f"-- mode {mode}: starting {config.processes} worker process(es) and Envoy")
-    settings = settings_for(config.processes)
-    running = await start_stack(settings, config.processes)
+    settings, running = await start_on_free_ports(lambda: settings_for(config.processes), config.processes)
     try:
         stack = _under_test(mode, settings, running, infra)
         results["modes"][mode] = await measure_mode(config, stack, plan)
@@ -206,8 +209,7 @@ async def _speedup(
     reads: dict[str, Any] = {}
     for count in [*counts, *reversed(counts)]:
         _say(f"-- speed-up: {count} worker process(es)")
-        settings = settings_for(count)
-        running = await start_stack(settings, count)
+        settings, running = await start_on_free_ports(functools.partial(settings_for, count), count)
         try:
             run = await measure_reads(config, _under_test(mode, settings, running, infra), accounts, plan)
         finally:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from bench.cpu import pid_from_file, with_children
 from chirp_app.embedded_pg import EmbeddedPostgres
 from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_app.envoy_process import EnvoyProcess
-from chirp_app.processes import Supervisor
+from chirp_app.processes import Supervisor, WorkerFailed
 from chirp_core.settings import Settings
 
 BASE_DATABASE = "bench_base"
@@ -247,6 +249,25 @@ async def start_stack(settings: Settings, processes: int) -> RunningStack:
         await supervisor.stop()
         raise
     return RunningStack(supervisor, envoy)
+
+
+async def start_on_free_ports(
+    make_settings: Callable[[], Settings], processes: int, tries: int = 3
+) -> tuple[Settings, RunningStack]:
+    """start_stack on settings from make_settings (fresh free ports each call), again with new
+    ports when one was taken between choosing it and binding it (another program's connection
+    may take any port of the ephemeral range meanwhile)."""
+    for attempt in range(1, tries + 1):
+        settings = make_settings()
+        try:
+            return settings, await start_stack(settings, processes)
+        except (WorkerFailed, OSError) as exc:
+            if "address already in use" not in str(exc) or attempt == tries:
+                raise
+            print(
+                f"chirp bench: a port was taken meanwhile ({exc}); other ports", file=sys.stderr, flush=True
+            )
+    raise AssertionError("unreachable")
 
 
 async def wait_healthy(url: str, within: float = 60.0) -> None:

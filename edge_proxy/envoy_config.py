@@ -670,6 +670,43 @@ def cache_config(options: EnvoyOptions) -> dict[str, Any]:
     }
 
 
+# jwt_authn's 401s by their response code details (jwt_authn_access_denied{<its message, spaces as
+# underscores>}): the ErrorInfo reason and the message the client gets. The last, with no detail,
+# takes every other refusal (bad signature, unknown key, alg none, wrong issuer, malformed).
+TOKEN_DENIALS: tuple[tuple[str, str, str], ...] = (
+    ("Jwt_is_missing", "TOKEN_MISSING", "authentication required: send Authorization: Bearer <access token>"),
+    ("Jwt_is_expired", "TOKEN_EXPIRED", "the access token has expired; refresh it (POST /sessions/refresh)"),
+    ("", "TOKEN_INVALID", "the access token is not valid (%LOCAL_REPLY_BODY%)"),
+)
+
+
+def token_denials() -> list[dict[str, Any]]:
+    """Local reply mappers giving jwt_authn's refusals a google.rpc.Status body with a reason."""
+    mappers = []
+    for detail, reason, message in TOKEN_DENIALS:
+        expression = f"response.code_details.startsWith('jwt_authn_access_denied{{{detail}')"
+        body = {
+            "code": 16,
+            "message": message,
+            "details": [{"@type": TYPE + "google.rpc.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN}],
+        }
+        mappers.append(
+            {
+                "filter": {
+                    "extension_filter": {
+                        "name": "envoy.access_loggers.extension_filters.cel",
+                        "typed_config": {
+                            "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                            "expression": expression,
+                        },
+                    }
+                },
+                "body_format_override": {"json_format": body, "content_type": "application/json"},
+            }
+        )
+    return mappers
+
+
 def local_reply_config() -> dict[str, Any]:
     """Envoy's own error answers (no route, bad JSON, body too large, upstream down, rate limited)
     as google.rpc.Status JSON, jwt_authn's 401 ("Jwt is missing", "Jwt is expired", ...) among
@@ -717,6 +754,7 @@ def local_reply_config() -> dict[str, Any]:
             "body_format_override": {"json_format": reads_limited, "content_type": "application/json"},
         },
         {"filter": {"response_flag_filter": {"flags": ["RL"]}}},
+        *token_denials(),
         health(200, "SERVING"),
         health(503, "NOT_SERVING"),
     ]

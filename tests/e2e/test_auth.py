@@ -75,7 +75,8 @@ async def test_a_token_signed_by_the_published_key_works(http: aiohttp.ClientSes
 async def test_missing_token_is_401_with_a_bearer_challenge(http: aiohttp.ClientSession) -> None:
     reply = await call(http, "GET", "/users/1")
     _unauthenticated(reply.status, reply.json)
-    assert reply.json["message"] == "Jwt is missing"
+    assert reply.reason == "TOKEN_MISSING"
+    assert "Authorization: Bearer" in reply.json["message"]
     assert reply.headers["www-authenticate"].startswith("Bearer realm=")
     assert reply.headers["content-type"] == "application/json"
 
@@ -120,6 +121,7 @@ async def test_a_bad_token_is_401(http: aiohttp.ClientSession, stack: Stack, for
     token = tokens[forgery]()
     reply = await call(http, "GET", f"/users/{victim.id}", headers=_bearer(token))
     _unauthenticated(reply.status, reply.json)
+    assert reply.reason == ("TOKEN_EXPIRED" if forgery == "expired" else "TOKEN_INVALID"), reply.json
     assert 'error="invalid_token"' in reply.headers["www-authenticate"], reply.headers
     # The genuine token still works: the 401 is the forgery's.
     (await call(http, "GET", f"/users/{victim.id}", user=user)).expect(200)

@@ -402,13 +402,14 @@ test("errors: no token, and a rejected token sends the app back to log-in", asyn
   assert.equal(missing.code, "UNAUTHENTICATED");
   assert.ok(missing.unauthenticated);
   assert.ok(ChirpError.isUnauthenticated(missing));
-  assert.equal(missing.message, "Jwt is missing");
+  assert.equal(missing.reason, "TOKEN_MISSING");
 
   const store = memoryTokenStore({ token: "not-a-real-token", userId: user.userId });
   const hook: ChirpError[] = [];
   const stale = new ChirpClient({ baseUrl: stack.url, tokenStore: store, onUnauthenticated: (e) => void hook.push(e) });
   const rejected = await rejectsWith(() => stale.homeTimelinePage());
   assert.equal(rejected.code, "UNAUTHENTICATED");
+  assert.equal(rejected.reason, "TOKEN_INVALID");
   assert.deepEqual(hook, [rejected]);
   assert.equal(stale.token, undefined);
   assert.equal(store.get(), undefined);

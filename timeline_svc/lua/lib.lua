@@ -25,21 +25,23 @@ local function id_lt(a, b)
   return ah < bh or (ah == bh and al < bl)
 end
 
--- An 8-byte ID as decimal text; `width` pads it with zeros (19: comparable as text).
-local function dec(id, width)
-  local l3, l2, l1, l0 = struct.unpack('>I2I2I2I2', id)
-  local r, q = 0, {}
-  for i, limb in ipairs({l3, l2, l1, l0}) do
-    local cur = r * 65536 + limb
-    q[i] = math.floor(cur / 1000000000)
-    r = cur - q[i] * 1000000000
-  end
-  local high = ((q[1] * 65536 + q[2]) * 65536 + q[3]) * 65536 + q[4]
-  if width then
-    return string.format('%0' .. (width - 9) .. '.0f%09d', high, r)
-  end
-  if high > 0 then return string.format('%.0f%09d', high, r) end
-  return string.format('%d', r)
+-- An 8-byte ID (below 2^63) as decimal text; `padded`: 19 digits (comparable as text). Long
+-- division by 10^9 of the ID as a 32-bit and two 16-bit digits: every step stays below 2^53.
+local function dec(id, padded)
+  local a, b, c, d = struct.unpack('>I2I2I2I2', id)
+  local x = a * 65536 + b
+  local q1 = math.floor(x / 1000000000)
+  x = (x - q1 * 1000000000) * 65536 + c
+  local q2 = math.floor(x / 1000000000)
+  x = (x - q2 * 1000000000) * 65536 + d
+  local q3 = math.floor(x / 1000000000)
+  local r = x - q3 * 1000000000
+  local high = (q1 * 65536 + q2) * 65536 + q3
+  -- tostring prints integers below 10^14 exactly; adding 10^9 (10^10) pads with zeros.
+  local low = string.sub(tostring(r + 1000000000), 2)
+  if padded then return string.sub(tostring(high + 10000000000), 2) .. low end
+  if high > 0 then return tostring(high) .. low end
+  return tostring(r)
 end
 
 -- Decimal text (up to 19 digits) as an 8-byte ID.

@@ -72,7 +72,7 @@ for _, source in ipairs(sources) do
       end
       if ok then
         found[id] = true
-        picked[#picked + 1] = {dec(id, 19), wire(id, author_id, reply_id)}
+        picked[#picked + 1] = {dec(id, true), wire(id, author_id, reply_id)}
         got = got + 1
         if got >= want then break end
       end
@@ -86,7 +86,7 @@ local pending = ''
 local last = redis.call('GET', KEYS[5])
 if last and #last <= 19 and h ~= INF then
   local padded = string.rep('0', 19 - #last) .. last
-  if padded > dec(h, 19) then
+  if padded > dec(h, true) then
     local id = bin(last)
     local count = count_of(s)
     local at = below(s, count, id)

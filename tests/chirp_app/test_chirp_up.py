@@ -110,6 +110,7 @@ def test_a_port_another_process_holds_stops_chirp_up_naming_it(tmp_path: Path) -
         holder.listen()
         taken = holder.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHIRP_")}
+        env["CHIRP_JWKS_PORT"] = "0"
         ports = ["--tweets-port", "0", "--timeline-port", "0", "--http-port", "0", "--auth-port", "0"]
         finished = subprocess.run(
             [

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run one service (production: external PostgreSQL via CHIRP_DATABASE_URL)",
         description="Run one service in the foreground; its peers are found by CHIRP_*_ADDR. "
-        "`edge` is the ext_authz and rate-limit service Envoy calls (needs CHIRP_REDIS_URL).",
+        "`edge` is the rate-limit service Envoy calls (needs CHIRP_REDIS_URL).",
     )
     serve.add_argument("service", choices=["graph", "tweets", "timeline", "edge"])
     serve.add_argument("--port", type=int, help="the port to bind (default: the service's CHIRP_*_PORT)")

@@ -97,7 +97,7 @@ export class ChirpError extends Error {
   }
 }
 
-/** A google.rpc.Status as JSON: what Envoy and the auth service answer with themselves. */
+/** A google.rpc.Status as JSON: what Envoy and the rate-limit service answer with themselves. */
 interface StatusJson {
   code?: unknown;
   message?: unknown;
@@ -167,7 +167,7 @@ export function toChirpError(error: unknown): ChirpError {
   if (violation !== undefined && metadata["field"] === undefined) {
     metadata["field"] = violation.field;
   }
-  // Envoy and the auth service answer some calls themselves (no token, rate limited, no route):
+  // Envoy and the rate-limit service answer some calls themselves (no token, rate limited, no route):
   // over gRPC-Web their google.rpc.Status JSON body becomes grpc-message, under an HTTP status.
   const status = statusJson(message);
   if (status !== undefined) {

@@ -40,7 +40,7 @@ test("a bare HTTP 429 with Retry-After is still RESOURCE_EXHAUSTED with its wait
   assert.equal(error.retryAfterSeconds, 932);
 });
 
-test("the auth service's denial is UNAUTHENTICATED with its reason", () => {
+test("Envoy's token denial is UNAUTHENTICATED with its reason", () => {
   const body = JSON.stringify({
     code: 16,
     message: "the token is not valid",

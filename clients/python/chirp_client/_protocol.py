@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from chirp_client.errors import (
@@ -294,7 +294,7 @@ class Credentials:
         self.token = self.refresh_token = None
         self._refresh_after = None
 
-    def should_refresh(self, call: Call[object]) -> bool:
+    def should_refresh(self, call: Call[Any]) -> bool:
         """Whether to refresh before sending `call`: its access token expires within the margin."""
         return (
             call.authenticated
@@ -303,7 +303,7 @@ class Credentials:
             and time.monotonic() >= self._refresh_after
         )
 
-    def can_retry(self, call: Call[object], error: ChirpError) -> bool:
+    def can_retry(self, call: Call[Any], error: ChirpError) -> bool:
         """Whether a refresh may cure `error`: a 401 on a call that sent an access token."""
         return isinstance(error, Unauthenticated) and call.authenticated and self.refresh_token is not None
 

@@ -74,3 +74,11 @@ async def test_reading_below_a_cursor_and_deleting(store: TimelineStore) -> None
 async def test_a_cold_timeline_reads_cold_and_has_no_entries(store: TimelineStore) -> None:
     assert await store.entries(31) == []
     assert not isinstance(await store.read(31, max_id=0, min_id=0, want=10, merge_celebrities=False), RawPage)
+
+
+async def test_scripts_are_sent_again_after_redis_forgets_them(store: TimelineStore) -> None:
+    reader = 41
+    await warm(store, reader, [42])
+    await store.redis.script_flush()
+    await store.push([reader], Entry(5000, 42))
+    assert await store.entries(reader) == [Entry(5000, 42)]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("chirp.processes")
 
@@ -29,6 +33,29 @@ def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
             _prctl(PR_SET_PDEATHSIG, signal_number)
 
     return set_parent_death_signal
+
+
+def launch_options(
+    argv: list[str], sig: signal.Signals, user: str | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """The command line and the extra Popen arguments that start `argv` as `user` (None: as we are),
+    dying with us by `sig`.
+
+    Through setpriv(1) (util-linux) where the machine has it: Popen then needs no preexec_fn and no
+    user=, so Python starts the program with vfork and exec alone. Otherwise it fork()s, and in a
+    process where gRPC runs, gRPC's fork handlers then run in the copy and can crash it."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        extra: dict[str, Any] = {"preexec_fn": die_with_parent(sig)}
+        if user is not None:
+            extra["user"] = user
+        return argv, extra
+    # The death signal is set after the user change (which would clear it), as setpriv does.
+    prefix = [setpriv, f"--pdeathsig={sig.name.removeprefix('SIG')}"]
+    if user is not None and pwd.getpwnam(user).pw_uid != os.geteuid():
+        owner = pwd.getpwnam(user)
+        prefix += [f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--init-groups"]
+    return [*prefix, "--", *argv], {}
 
 
 class ServerFailed(RuntimeError):

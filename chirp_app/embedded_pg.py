@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from chirp_app.child_process import ServerFailed, die_with_parent, stop_child
+from chirp_app.child_process import ServerFailed, launch_options, stop_child
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.
@@ -100,31 +100,35 @@ class EmbeddedPostgres:
         kernel stops it if we die (SIGINT: fast shutdown, committed data kept)."""
         if self.running:
             return
+        argv, extra = launch_options(
+            [
+                str(POSTGRES_BIN_PATH / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                "",
+                "-c",
+                "fsync=on",
+                "-c",
+                "max_connections=200",
+            ],
+            signal.SIGINT,
+            self._user,
+        )
         with self.log_file.open("ab") as server_log:
             self._process = subprocess.Popen(
-                [
-                    str(POSTGRES_BIN_PATH / "postgres"),
-                    "-D",
-                    str(self.pgdata),
-                    "-h",
-                    self.host,
-                    "-p",
-                    str(self.port),
-                    "-k",
-                    "",
-                    "-c",
-                    "fsync=on",
-                    "-c",
-                    "max_connections=200",
-                ],
-                user=self._user,
+                argv,
                 cwd=self.pgdata,
                 stdin=subprocess.DEVNULL,
                 stdout=server_log,
                 stderr=subprocess.STDOUT,
                 # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves.
                 start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGINT),
+                **extra,
             )
 
     def wait_ready(self) -> None:
@@ -213,14 +217,15 @@ class EmbeddedPostgres:
         self.pgdata.chmod(0o700)
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv, extra = launch_options([str(POSTGRES_BIN_PATH / program), *args], signal.SIGTERM, self._user)
         result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / program), *args],
-            user=self._user,
+            argv,
             cwd=self.pgdata if self.pgdata.exists() else self.data_dir,
             capture_output=True,
             text=True,
             # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves, in order.
             start_new_session=True,
+            **extra,
         )
         if check and result.returncode != 0:
             raise ServerFailed(f"{program} failed: {result.stderr.strip()}\n{self._log_tail()}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from chirp_app.child_process import ServerFailed, die_with_parent, stop_child
+from chirp_app.child_process import ServerFailed, launch_options, stop_child
 
 log = logging.getLogger("chirp.redis")
 
@@ -104,8 +104,9 @@ class EmbeddedRedis:
             "--protected-mode",
             "yes",
         ]
+        argv, extra = launch_options(args, signal.SIGTERM)
         self._process = subprocess.Popen(
-            args,
+            argv,
             cwd=self.directory,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -113,7 +114,7 @@ class EmbeddedRedis:
             # Ctrl-C in the terminal must not reach the server directly: we stop it ourselves, in
             # order; if we are killed, the kernel stops it (SIGTERM: it flushes its file first).
             start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            **extra,
         )
 
     def wait_ready(self) -> None:

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from chirp_app.child_process import die_with_parent
+from chirp_app.child_process import launch_options
 from chirp_core.settings import Settings
 from edge_proxy.envoy_config import EnvoyOptions, envoy_bootstrap, render
 from edge_proxy.http_rules import descriptor_set
@@ -139,24 +139,30 @@ class EnvoyProcess:
         config = self.write_config()
         admin_path = self.run_dir / "admin-address"
         admin_path.unlink(missing_ok=True)
+        argv, extra = launch_options(
+            [
+                self.binary,
+                "-c",
+                str(config),
+                "--use-dynamic-base-id",
+                "--base-id-path",
+                str(self.run_dir / "base-id"),
+                "--admin-address-path",
+                str(admin_path),
+                "--log-level",
+                self.settings.envoy_log_level,
+                # The media cache is marked work-in-progress upstream; that warning is ours to know, once.
+                "--component-log-level",
+                "misc:error",
+                "--drain-time-s",
+                "1",
+            ],
+            signal.SIGKILL,
+        )
         self._process = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-c",
-            str(config),
-            "--use-dynamic-base-id",
-            "--base-id-path",
-            str(self.run_dir / "base-id"),
-            "--admin-address-path",
-            str(admin_path),
-            "--log-level",
-            self.settings.envoy_log_level,
-            # The media cache is marked work-in-progress upstream; that warning is ours to know, once.
-            "--component-log-level",
-            "misc:error",
-            "--drain-time-s",
-            "1",
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),
+            **extra,
         )
         try:
             await self._wait_ready(admin_path)

@@ -147,20 +147,21 @@ class FanoutHomeTimeline:
             if first and page.pending_own:
                 found.update(await self._own_tweets(user_id, max_id, max(min_id, page.horizon), limit))
             first = False
-            found.update(await self._cache.hydrate([e.tweet_id for e in page.entries], page.cached))
-            if len(page.entries) < want:
+            ids = page.ids
+            found.update(await self._cache.hydrate(ids, page.cached))
+            if len(ids) < want:
                 if page.horizon > min_id:
                     # Redis is exhausted above its horizon: PostgreSQL has the rest, below the
                     # last entry Redis gave (or the page's bound).
                     self._metrics.timeline_seams.inc()
-                    seam = page.entries[-1].tweet_id if page.entries else upper
+                    seam = ids[-1] if ids else upper
                     rest = await self._pull.home_tweets(
                         user_id, max_id=seam, min_id=min_id, limit=max(1, limit - len(found))
                     )
                     found.update((t.tweet_id, t) for t in rest if t.tweet_id not in found)
                 break
             # Some entries were deleted tweets: read on below them to fill the page.
-            upper = page.entries[-1].tweet_id
+            upper = ids[-1]
         newest_first = sorted(found.values(), key=lambda t: t.tweet_id, reverse=True)
         return newest_first[:limit], path
 

@@ -59,17 +59,26 @@ BUILD_TTL_SECONDS = 30
 
 @dataclass(frozen=True)
 class RawPage:
-    """What read.lua found: entries newest first with their cached tweets' bytes (None on a miss,
-    or when the tweet changed a moment ago).
+    """What read.lua found: entries (timeline_member) newest first with their cached tweets' bytes
+    (None on a miss, or when the tweet changed a moment ago).
 
     Redis holds every entry of the timeline above `horizon`; below it only PostgreSQL knows.
     `pending_own` is the reader's newest tweet when the workers have not put it in yet (else 0).
     """
 
-    entries: list[Entry]
+    members: list[bytes]
     cached: list[bytes | None]
     horizon: int
     pending_own: int
+
+    @property
+    def ids(self) -> list[int]:
+        """The entries' tweet IDs (all a read needs of them: read.lua applied the rules)."""
+        return [int.from_bytes(m[:8], "big") for m in self.members]
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [Entry.parse(m) for m in self.members]
 
 
 @dataclass(frozen=True)
@@ -169,7 +178,7 @@ class TimelineStore:
         count = int(reply[3])
         pending = reply[2]
         return RawPage(
-            entries=[Entry.parse(m) for m in reply[4 : 4 + count]],
+            members=reply[4 : 4 + count],
             cached=[_blob(blob) for blob in reply[4 + count : 4 + 2 * count]],
             horizon=int.from_bytes(reply[1], "big"),
             pending_own=int(pending) if pending else 0,

@@ -5,10 +5,12 @@ machine's cores all serve.
 Each worker listens on ports of its own (worker_ports): worker i on each configured port plus
 i * settings.worker_port_stride (default 100: graph 50051, 50151, 50251, ...), or, where the port
 is 0, on a free port picked for it at start. A worker keeps its ports across restarts, so
-Envoy's static config stays valid: each of its clusters lists every worker's endpoint, balances
-each request to the least busy one (LEAST_REQUEST, not per connection: Envoy holds a few
-long-lived HTTP/2 connections) and takes a worker out of rotation when its gRPC health checks
-fail (dead or stuck) or its calls keep failing (outlier detection), and back in once it serves.
+Envoy's static config stays valid: each of its clusters lists every worker's endpoint, sends
+each request to the less busy of two workers picked at random (LEAST_REQUEST: per request, not
+per connection, as Envoy holds a few long-lived HTTP/2 connections), takes a worker out of
+rotation when two gRPC health checks in a row fail (dead, or stuck: no answer within 1 s) or its
+calls keep failing (outlier detection), and puts it back once a check passes. Requests a worker
+had already taken when it stopped wait for their deadline.
 The services call each other the same way: settings.graph_addr and the others list every
 worker's address, and each client balances round robin over the healthy ones
 (chirp_core.rpc.downstream_channel). No port is shared: one another process holds is an error.

@@ -77,7 +77,7 @@ class Settings:
     jwt_key_dir: Path | None = None
     # The graph service publishes the public keys (JWKS) over HTTP on this port, which Envoy reads
     # again every jwks_cache_seconds; 0 picks a free port.
-    jwks_port: int = 50056
+    jwks_port: int = 50050
     jwks_addr: str = ""
     jwks_cache_seconds: float = 30.0
     # How often the live stream polls the pull path (pull mode, or while Redis is unreachable).

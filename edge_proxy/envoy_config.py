@@ -237,7 +237,7 @@ def production_options() -> EnvoyOptions:
             Upstream("tweets", (("tweets", 50052),)),
             Upstream("timeline", (("timeline", 50053),)),
             Upstream(EDGE_CLUSTER, (("edge", 50054),)),
-            Upstream(JWKS_CLUSTER, (("graph", 50056),), grpc=False),
+            Upstream(JWKS_CLUSTER, (("graph", 50050),), grpc=False),
         ),
         openapi_file="/etc/chirp/openapi.json",
         read_limits=load_limits(DEFAULT_LIMITS_FILE).reads,

@@ -96,6 +96,11 @@ def test_a_port_0_gives_each_worker_a_free_port_of_its_own() -> None:
     )
 
 
+@pytest.mark.parametrize("processes", [1, 2, 4, 8])
+def test_the_default_ports_serve_several_workers(processes: int) -> None:
+    check_worker_ports(Settings(), processes)
+
+
 def test_worker_ports_that_collide_are_refused_naming_them() -> None:
     with pytest.raises(ValueError, match=r"worker 1's --graph-port and worker 0's --tweets-port .* 6100"):
         check_worker_ports(Settings(graph_port=6000, tweets_port=6100), 2)

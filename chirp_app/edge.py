@@ -1,4 +1,4 @@
-"""Composition root of the edge on one machine: the ext_authz and rate-limit services, the local
+"""Composition root of the edge on one machine: the rate-limit service, the local
 media store's server (media_store "local"), and Envoy in front of the services named by
 settings.graph_target / tweets_target / timeline_target. Redis is settings.redis_url: the stack
 (chirp_app.stack) decides whether it is an embedded one. Used by `chirp up` and the tests. With

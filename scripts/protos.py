@@ -34,7 +34,7 @@ PROTOS = ROOT / "protos"
 ENVOY_PROTOS = ROOT / "third_party" / "envoy-protos"
 DEPS = ROOT / ".build" / "proto-deps"
 GOOGLE_API_PROTOS = ("annotations.proto", "http.proto")
-# google.rpc.Status for the ext_authz API, and the error details Envoy's transcoder must find in
+# google.rpc.Status and the error details Envoy's transcoder must find in
 # the descriptor set to turn a rich gRPC status into JSON (convert_grpc_status).
 GOOGLE_RPC_PROTOS = ("status.proto", "error_details.proto")
 WELL_KNOWN = Path(protoc.__file__).parent / "_proto"

@@ -3,7 +3,7 @@ Envoy routes /media/ here, with its HTTP cache in front playing the CDN.
 
 POST /media/ takes an upload as S3 takes a browser-based POST: multipart/form-data with the
 grant's fields (key, Content-Type, policy, signature), then the file as the last field, `file`.
-The signed policy is the authorization: no bearer token (Envoy's media route has no ext_authz).
+The signed policy is the authorization: no bearer token (Envoy's media route turns jwt_authn off).
 The file streams to disk in chunks and is refused as soon as it outgrows the policy's length
 range; the answer is 204, as S3's. GET and HEAD /media/<key> serve an object as a CDN would:
 immutable Cache-Control, an ETag, conditional and Range requests.

@@ -240,7 +240,8 @@ async def start_stack(settings: Settings, processes: int) -> RunningStack:
     await supervisor.start()
     envoy: EnvoyProcess | None = None
     try:
-        envoy = EnvoyProcess(settings, settings.data_dir / "envoy")
+        # The supervisor's settings name every worker's addresses, so Envoy balances over them all.
+        envoy = EnvoyProcess(supervisor.settings, settings.data_dir / "envoy")
         await envoy.start()
         await wait_healthy(envoy.url)
     except BaseException:

@@ -17,6 +17,7 @@ from importlib.metadata import EntryPoint, distributions
 from pathlib import Path
 from typing import Any
 
+from chirp_app import event_loop
 from chirp_core.logs import configure_logging
 from chirp_core.settings import Settings
 
@@ -294,11 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "up" and args.processes > 1:
                 from chirp_app.processes import run as run_processes
 
-                return asyncio.run(run_processes(settings, args.processes))
+                return event_loop.run(run_processes(settings, args.processes), settings)
             if args.command == "up":
-                asyncio.run(_up(settings))
+                event_loop.run(_up(settings), settings)
             else:
-                asyncio.run(_serve(settings, args.service, args.port))
+                event_loop.run(_serve(settings, args.service, args.port), settings)
     except (OSError, EnvoyError, ServerFailed, WorkerFailed) as exc:
         # A port taken, a server that would not start: what to fix, not a traceback.
         print(f"chirp: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+from chirp_app import event_loop
 from chirp_app.keeper import BACKOFF_SECONDS
 from chirp_core.logs import configure_logging
 from chirp_core.rpc import channel_target
@@ -322,7 +323,7 @@ def _worker_main(settings: Settings, index: int, conn: multiprocessing.connectio
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level)
     try:
-        asyncio.run(_serve_worker(settings, index, conn))
+        event_loop.run(_serve_worker(settings, index, conn), settings)
     except Exception as exc:
         log.exception("worker %d failed", index)
         with contextlib.suppress(OSError, BrokenPipeError):

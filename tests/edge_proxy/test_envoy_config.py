@@ -334,3 +334,6 @@ def test_compose_file_runs_every_service_behind_envoy() -> None:
     for name in ("graph", "tweets", "timeline", "edge"):
         assert services[name]["command"] == ["chirp", "serve", name]
     assert any(volume.startswith("../edge_proxy/envoy.yaml:") for volume in services["envoy"]["volumes"])
+    # The signing keys outlive a container: one volume, named by the graph service's key setting.
+    key_dir = services["graph"]["environment"]["CHIRP_JWT_KEY_DIR"]
+    assert f"jwt-keys:{key_dir}" in services["graph"]["volumes"] and "jwt-keys" in compose["volumes"]

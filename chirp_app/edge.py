@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from chirp_app.envoy_process import EnvoyProcess
 from chirp_core.grpc_server import RunningServer
+from chirp_core.http_server import HttpServer
 from chirp_core.settings import Settings
 from edge_proxy import server as edge_server
-from tweets_svc.media.local_server import LocalMediaEndpoint, MediaServer, serve_media
+from tweets_svc.media.local_server import LocalMediaEndpoint, serve_media
 
 log = logging.getLogger("chirp.edge")
 
@@ -27,7 +28,7 @@ class RunningEdge:
     settings: Settings
     services: RunningServer
     envoy: EnvoyProcess | None = None
-    media: MediaServer | None = None
+    media: HttpServer | None = None
 
     @property
     def url(self) -> str:

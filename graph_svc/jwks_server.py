@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 from aiohttp import web
 
+from chirp_core.http_server import HttpServer, serve_http
 from graph_svc.tokens import KeyRing, KeyRingError
 
 log = logging.getLogger("chirp.graph.jwks")
@@ -16,18 +16,9 @@ log = logging.getLogger("chirp.graph.jwks")
 JWKS_PATH = "/.well-known/jwks.json"
 
 
-@dataclass
-class JwksServer:
-    runner: web.ServerRunner
-    port: int
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 async def serve_jwks(
     keys: KeyRing, host: str, port: int, *, max_age_seconds: float, reuse_port: bool
-) -> JwksServer:
+) -> HttpServer:
     """Serve the key ring's public keys at JWKS_PATH on host:port (0 picks a free port). The keys
     are read from their directory again when it changes: a rotation needs no restart."""
     cache_control = f"public, max-age={max(0, int(max_age_seconds))}"
@@ -48,13 +39,6 @@ async def serve_jwks(
             text=json.dumps(body), content_type="application/json", headers={"cache-control": cache_control}
         )
 
-    runner = web.ServerRunner(web.Server(handle), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = int(runner.addresses[0][1])
-    log.info("signing keys published at http://%s:%d%s", host, bound, JWKS_PATH)
-    return JwksServer(runner, bound)
+    server = await serve_http(handle, host, port, reuse_port=reuse_port)
+    log.info("signing keys published at http://%s:%d%s", host, server.port, JWKS_PATH)
+    return server

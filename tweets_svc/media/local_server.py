@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 
 import grpc
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from chirp_core.http_server import HttpServer, serve_http
 from chirp_core.rpc import REQUEST_ID_HEADER, status_body
 from chirp_core.settings import Settings
 from tweets_svc.media.stores.local import LocalMediaStore, ObjectExists, PolicyError, UploadPolicy
@@ -197,30 +197,11 @@ def _method_not_allowed(allowed: str) -> _Refused:
     return _Refused(405, grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", f"allowed: {allowed}")
 
 
-@dataclass
-class MediaServer:
-    """The started store server; stop() lets in-flight requests finish."""
-
-    runner: web.ServerRunner
-    port: int
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 async def serve_media(
     endpoint: LocalMediaEndpoint, host: str, port: int, *, reuse_port: bool = False
-) -> MediaServer:
+) -> HttpServer:
     """Serve `endpoint` on host:port (0 picks a free port). Request bodies are streamed and bounded
     by the endpoint itself."""
-    server = web.Server(endpoint.handle)
-    runner = web.ServerRunner(server, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = int(runner.addresses[0][1])
-    log.info("media store serving http://%s:%d%s", host, bound, MEDIA_PREFIX)
-    return MediaServer(runner, bound)
+    server = await serve_http(endpoint.handle, host, port, reuse_port=reuse_port)
+    log.info("media store serving http://%s:%d%s", host, server.port, MEDIA_PREFIX)
+    return server

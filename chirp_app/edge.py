@@ -55,9 +55,7 @@ async def start_edge(settings: Settings, *, envoy: bool = True) -> RunningEdge:
         edge = RunningEdge(settings, services)
         endpoint = LocalMediaEndpoint.from_settings(settings)
         if endpoint is not None:
-            edge.media = await serve_media(
-                endpoint, settings.host, settings.media_store_port, reuse_port=settings.share_ports
-            )
+            edge.media = await serve_media(endpoint, settings.host, settings.media_store_port)
             edge.settings = settings = settings.with_changes(
                 media_store_addr=f"{settings.host}:{edge.media.port}"
             )

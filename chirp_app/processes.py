@@ -154,9 +154,7 @@ def worker_settings(settings: Settings, index: int, ports: Mapping[str, int] | N
     metrics_port = settings.metrics_port
     if metrics_port:
         metrics_port += index
-    return settings.with_changes(
-        node_id=node_id, metrics_port=metrics_port, share_ports=False, **(ports or {})
-    )
+    return settings.with_changes(node_id=node_id, metrics_port=metrics_port, **(ports or {}))
 
 
 @dataclass

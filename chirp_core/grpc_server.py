@@ -53,15 +53,10 @@ async def start_server(
     name: str,
     address: str,
     register: Callable[[grpc.aio.Server], Sequence[str]],
-    *,
-    share_port: bool = False,
 ) -> RunningServer:
     """Build, bind and start a server. `register` adds the servicers and returns their full names.
-    The port is this server's alone (a port another process holds fails here, naming it) unless
-    `share_port`: the worker processes of one `chirp up --processes N` share theirs."""
-    server = grpc.aio.server(
-        interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 1 if share_port else 0)]
-    )
+    The port is this server's alone: a port another process holds fails here, naming it."""
+    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 0)])
     service_names = list(register(server))
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

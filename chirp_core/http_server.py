@@ -22,12 +22,12 @@ class HttpServer:
         await self.runner.cleanup()
 
 
-async def serve_http(handler: Handler, host: str, port: int, *, reuse_port: bool = False) -> HttpServer:
+async def serve_http(handler: Handler, host: str, port: int) -> HttpServer:
     """Serve `handler` on host:port (0 picks a free port)."""
     runner = web.ServerRunner(web.Server(handler), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        await web.TCPSite(runner, host, port).start()
     except BaseException:
         await runner.cleanup()
         raise

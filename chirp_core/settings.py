@@ -49,11 +49,9 @@ class Settings:
     graph_port: int = 50051
     tweets_port: int = 50052
     timeline_port: int = 50053
-    # Lets the servers share their ports with other processes (SO_REUSEPORT). Chirp never sets it:
-    # a port another process holds is an error, and the workers of `chirp up --processes N` listen
-    # on ports of their own: worker i on each port (and auth_port, media_store_port) plus
+    # A port another process holds is an error: the workers of `chirp up --processes N` listen on
+    # ports of their own, worker i on each port (and auth_port, media_store_port) plus
     # i * worker_port_stride; where the port is 0, each worker gets a free port of its own.
-    share_ports: bool = False
     worker_port_stride: int = 100
     # Where the other services are: host:port, or several host:port separated by commas (IP
     # addresses of one family; a DNS name with several records is given alone), over which the

@@ -34,9 +34,7 @@ async def start(settings: Settings, redis_url: str, port: int) -> RunningServer:
         await client.aclose()
 
     try:
-        running = await start_server(
-            "edge", f"{settings.host}:{port}", register, share_port=settings.share_ports
-        )
+        running = await start_server("edge", f"{settings.host}:{port}", register)
     except BaseException:
         await close()
         raise

@@ -16,9 +16,7 @@ log = logging.getLogger("chirp.graph.jwks")
 JWKS_PATH = "/.well-known/jwks.json"
 
 
-async def serve_jwks(
-    keys: KeyRing, host: str, port: int, *, max_age_seconds: float, reuse_port: bool
-) -> HttpServer:
+async def serve_jwks(keys: KeyRing, host: str, port: int, *, max_age_seconds: float) -> HttpServer:
     """Serve the key ring's public keys at JWKS_PATH on host:port (0 picks a free port). The keys
     are read from their directory again when it changes: a rotation needs no restart."""
     cache_control = f"public, max-age={max(0, int(max_age_seconds))}"
@@ -39,6 +37,6 @@ async def serve_jwks(
             text=json.dumps(body), content_type="application/json", headers={"cache-control": cache_control}
         )
 
-    server = await serve_http(handle, host, port, reuse_port=reuse_port)
+    server = await serve_http(handle, host, port)
     log.info("signing keys published at http://%s:%d%s", host, server.port, JWKS_PATH)
     return server

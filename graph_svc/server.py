@@ -55,15 +55,12 @@ async def start(
             settings.host,
             settings.jwks_port,
             max_age_seconds=settings.jwks_cache_seconds,
-            reuse_port=settings.share_ports,
         )
     except BaseException:
         await pool.close()
         raise
     try:
-        running = await start_server(
-            "graph", f"{settings.host}:{port}", register, share_port=settings.share_ports
-        )
+        running = await start_server("graph", f"{settings.host}:{port}", register)
     except BaseException:
         await jwks.stop()
         await pool.close()

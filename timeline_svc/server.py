@@ -148,9 +148,7 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
         return [SERVICE_NAME]
 
     try:
-        running = await start_server(
-            "timeline", f"{settings.host}:{port}", register, share_port=settings.share_ports
-        )
+        running = await start_server("timeline", f"{settings.host}:{port}", register)
     except BaseException:
         for close in reversed(closers):
             await close()

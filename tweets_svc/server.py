@@ -52,9 +52,7 @@ async def start(
         return [tweets_pb2.DESCRIPTOR.services_by_name["TweetService"].full_name]
 
     try:
-        running = await start_server(
-            "tweets", f"{settings.host}:{port}", register, share_port=settings.share_ports
-        )
+        running = await start_server("tweets", f"{settings.host}:{port}", register)
     except BaseException:
         await stop_media()
         await pool.close()

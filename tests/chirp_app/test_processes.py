@@ -78,7 +78,6 @@ def test_each_worker_has_ports_of_its_own_and_every_worker_is_named_to_all() -> 
     worker = worker_settings(mesh, 1, plan[1])
     assert (worker.graph_port, worker.timeline_port, worker.metrics_port) == (6010, 6012, 6006)
     assert worker.graph_addr == mesh.graph_addr, "a worker calls every worker, itself included"
-    assert not worker.share_ports
 
 
 def test_a_port_0_gives_each_worker_a_free_port_of_its_own() -> None:

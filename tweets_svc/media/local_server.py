@@ -197,11 +197,9 @@ def _method_not_allowed(allowed: str) -> _Refused:
     return _Refused(405, grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", f"allowed: {allowed}")
 
 
-async def serve_media(
-    endpoint: LocalMediaEndpoint, host: str, port: int, *, reuse_port: bool = False
-) -> HttpServer:
+async def serve_media(endpoint: LocalMediaEndpoint, host: str, port: int) -> HttpServer:
     """Serve `endpoint` on host:port (0 picks a free port). Request bodies are streamed and bounded
     by the endpoint itself."""
-    server = await serve_http(endpoint.handle, host, port, reuse_port=reuse_port)
+    server = await serve_http(endpoint.handle, host, port)
     log.info("media store serving http://%s:%d%s", host, server.port, MEDIA_PREFIX)
     return server

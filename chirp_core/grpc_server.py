@@ -49,6 +49,13 @@ class RunningServer:
         log.info("%s stopped", self.name)
 
 
+# Our channels ping every 30 s while a call is open (chirp_core.rpc.downstream_channel), and the
+# health checking of a balanced channel keeps a Watch call open with no data on it. gRPC servers
+# accept a data-less ping every 5 minutes by default and answer more with GOAWAY (too_many_pings),
+# failing the calls on that connection; they accept ours.
+ACCEPTED_PINGS = [("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000)]
+
+
 async def start_server(
     name: str,
     address: str,
@@ -56,7 +63,9 @@ async def start_server(
 ) -> RunningServer:
     """Build, bind and start a server. `register` adds the servicers and returns their full names.
     The port is this server's alone: a port another process holds fails here, naming it."""
-    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 0), *ACCEPTED_PINGS]
+    )
     service_names = list(register(server))
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from chirp_core import rpc
 from chirp_core.metrics import Metrics
 from chirp_core.rpc import ServerInterceptor
 
@@ -49,11 +50,13 @@ class RunningServer:
         log.info("%s stopped", self.name)
 
 
-# Our channels ping every 30 s while a call is open (chirp_core.rpc.downstream_channel), and the
-# health checking of a balanced channel keeps a Watch call open with no data on it. gRPC servers
-# accept a data-less ping every 5 minutes by default and answer more with GOAWAY (too_many_pings),
-# failing the calls on that connection; they accept ours.
-ACCEPTED_PINGS = [("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000)]
+def accepted_pings() -> list[tuple[str, int]]:
+    """Our channels ping every KEEPALIVE_TIME_MS while a call is open (chirp_core.rpc), and the
+    health checking of a balanced channel keeps a Watch call open with no data on it. A gRPC
+    server accepts a data-less ping every 5 minutes by default and answers more with GOAWAY
+    (too_many_pings), failing the calls on that connection; ours accept our channels' pings."""
+    # The channel argument's name differs from its C macro, GRPC_ARG_HTTP2_MIN_RECV_PING_...
+    return [("grpc.http2.min_ping_interval_without_data_ms", rpc.KEEPALIVE_TIME_MS // 2)]
 
 
 async def start_server(
@@ -64,7 +67,7 @@ async def start_server(
     """Build, bind and start a server. `register` adds the servicers and returns their full names.
     The port is this server's alone: a port another process holds fails here, naming it."""
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 0), *ACCEPTED_PINGS]
+        interceptors=[ServerInterceptor()], options=[("grpc.so_reuseport", 0), *accepted_pings()]
     )
     service_names = list(register(server))
     health_servicer = AsyncHealthServicer()

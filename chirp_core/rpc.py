@@ -343,6 +343,10 @@ def channel_target(target: str) -> str:
     return "ipv4:" + ",".join(f"{host}:{port}" for host, port in addresses)
 
 
+# How often our channels ping a server while a call is open, to find a dead connection.
+KEEPALIVE_TIME_MS = 30_000
+
+
 def downstream_channel(target: str, default_timeout: float) -> grpc.aio.Channel:
     """A channel to another service (one address or several, see channel_target) that passes on
     the caller's deadline and request ID."""
@@ -351,7 +355,7 @@ def downstream_channel(target: str, default_timeout: float) -> grpc.aio.Channel:
         interceptors=cast(Any, [_DeadlineUnary(default_timeout), _DeadlineStream(default_timeout)]),
         options=[
             ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.service_config", BALANCED_SERVICE_CONFIG),
         ],
     )

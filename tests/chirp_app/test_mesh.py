@@ -83,3 +83,24 @@ async def test_calls_spread_over_every_serving_address(servers: list[RunningServ
         await until(lambda seen: set(seen) == {"b"}, "calls to go on on the server left")
     finally:
         await channel.close()
+
+
+async def test_a_quiet_health_watch_survives_the_channels_keepalive_pings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A balanced channel's health Watch carries no data for as long as nothing changes, while the
+    channel pings the server every KEEPALIVE_TIME_MS; the server must not answer with GOAWAY
+    (too_many_pings), which fails every call on the connection, live streams among them."""
+    monkeypatch.setattr("chirp_core.rpc.KEEPALIVE_TIME_MS", 1_000)
+    server = await who_server("a")
+    channel = downstream_channel(f"127.0.0.1:{server.port}", 5.0)
+    try:
+        who = channel.unary_unary(f"/{SERVICE}/Who")
+        assert await who(b"") == b"a"
+        # Several pings' worth of quiet: a server refusing them sends GOAWAY after three.
+        await asyncio.sleep(6)
+        assert channel.get_state() == grpc.ChannelConnectivity.READY
+        assert await who(b"") == b"a"
+    finally:
+        await channel.close()
+        await server.stop(0)

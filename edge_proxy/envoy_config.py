@@ -96,6 +96,8 @@ IDENTITY_HEADERS = (USER_ID_HEADER, SESSION_ID_HEADER)
 JWT_PROVIDER = "chirp"
 # The jwt_authn requirement of every non-public RPC route: a valid token of JWT_PROVIDER.
 SIGNED_IN = "signed_in"
+JWT_CLOCK_SKEW_SECONDS = 10
+JWT_CACHE_SIZE = 4096
 LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
 # Route metadata naming a route's budget in Envoy's local rate limit (reads): the local filter's
 # descriptor is (generic_key: <budget>, user_id: <x-chirp-user-id>), and a route without it has none.
@@ -644,7 +646,11 @@ def jwt_authn_config(options: EnvoyOptions) -> dict[str, Any]:
                 },
                 "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
                 "forward": False,
-                "clock_skew_seconds": 10,
+                "clock_skew_seconds": JWT_CLOCK_SKEW_SECONDS,
+                # Verified tokens are kept (per Envoy worker thread, least recently used out), so
+                # a reader's next request skips the signature check; each is still refused once
+                # it expires (tests/e2e/test_auth.py).
+                "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
                 "claim_to_headers": [
                     {"header_name": USER_ID_HEADER, "claim_name": "sub"},
                     {"header_name": SESSION_ID_HEADER, "claim_name": "sid"},

@@ -3,6 +3,7 @@ alone), 403 for another user."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -10,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chirp_app.stack import Stack
+from edge_proxy.envoy_config import JWT_CLOCK_SKEW_SECONDS
 from graph_svc.tokens import KeyRing
 from tests.helpers.rest import PASSWORD, call, new_handle, sign_up, tweet
 from tests.helpers.tokens import claims, sign, sign_with_stack_key, unsigned, with_payload
@@ -79,6 +81,23 @@ async def test_missing_token_is_401_with_a_bearer_challenge(http: aiohttp.Client
     assert "Authorization: Bearer" in reply.json["message"]
     assert reply.headers["www-authenticate"].startswith("Bearer realm=")
     assert reply.headers["content-type"] == "application/json"
+
+
+async def test_a_token_verified_before_is_refused_once_it_expires(
+    http: aiohttp.ClientSession, stack: Stack
+) -> None:
+    """Envoy keeps verified tokens to skip their signature check: that must not outlive them."""
+    user = await sign_up(http)
+    now = int(time.time())
+    # Still inside the clock skew Envoy allows past `exp`, for about 3 more seconds.
+    exp = now - JWT_CLOCK_SKEW_SECONDS + 3
+    token = sign_with_stack_key(stack.settings.jwt_keys, claims(user.id, iat=now - 600, exp=exp))
+    for _ in range(3):
+        (await call(http, "GET", f"/users/{user.id}", headers=_bearer(token))).expect(200)
+    await asyncio.sleep(max(0.0, exp + JWT_CLOCK_SKEW_SECONDS + 1.5 - time.time()))
+    reply = await call(http, "GET", f"/users/{user.id}", headers=_bearer(token))
+    _unauthenticated(reply.status, reply.json)
+    assert reply.reason == "TOKEN_EXPIRED", reply.json
 
 
 def _other_signature(token: str) -> str:

@@ -21,7 +21,10 @@ soon as the primary writes again. The age is taken at each read, so a replica wh
 answering ages out by itself. A replica out of recovery (promoted) is not used: the primary no
 longer feeds it.
 
-Read your writes. After a write its author must see on their next read, take `commit_lsn()`: the
+Read your writes, as the services do it: a stale read made while serving a user (the RPC's caller,
+or the user a calling service named: chirp_core.rpc.on_behalf_of_var) takes that user's last
+write position from chirp_core.write_marks, which write() and wrote() record. The mechanism:
+after a write its author must see on their next read, take `commit_lsn()`: the
 primary's WAL insert position read after the commit, so at or past the commit record (read inside
 the transaction it would come before that record: a replica past it may lack the commit). Pass it to
 that author's stale reads as `after_lsn`: they then go only to a replica whose replay position,
@@ -46,6 +49,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -56,7 +60,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from chirp_core.errors import Unavailable
 from chirp_core.metrics import Metrics
+from chirp_core.rpc import on_behalf_of_var
 from chirp_core.settings import Settings
+from chirp_core.write_marks import MarksUnavailable, WriteMarks
 
 log = logging.getLogger("chirp.db")
 DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again"
@@ -102,10 +108,17 @@ class Connections:
     `replicas`, connections for reads that may be a little stale (see the module's docstring). A
     pool timeout, a lost connection or a server shutting down become Unavailable (worth a retry)."""
 
-    def __init__(self, pool: AsyncConnectionPool, database: str, replicas: Replicas | None = None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        database: str,
+        replicas: Replicas | None = None,
+        marks: WriteMarks | None = None,
+    ) -> None:
         self._pool = pool
         self._database = database
         self._replicas = replicas
+        self._marks = marks
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -124,6 +137,20 @@ class Connections:
                 yield conn
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
+        await self.wrote()
+
+    async def wrote(self) -> None:
+        """Mark the write just committed as the current user's (on_behalf_of_var), so that their
+        stale reads see it (chirp_core.write_marks). write() calls it; a write made with read()
+        (one statement in autocommit) calls it itself. Nothing to do without replicas."""
+        user = on_behalf_of_var.get()
+        if self._replicas is None or self._marks is None or user is None:
+            return
+        try:
+            lsn = await self.commit_lsn()
+        except Unavailable:
+            return  # committed; the user's reads find the primary's state or a replica's soon
+        await self._marks.mark(user, lsn)
 
     async def commit_lsn(self) -> int:
         """The primary's WAL position now: called after a write's block has ended, at or past that
@@ -181,6 +208,17 @@ class Connections:
     async def _replica_connection(self, after_lsn: int | None) -> tuple[Replica, AsyncConnection[Any]] | None:
         if self._replicas is None:
             return None
+        user = on_behalf_of_var.get()
+        if after_lsn is None and user is not None:
+            # A read on a user's behalf sees that user's writes (chirp_core.write_marks).
+            if self._marks is None:
+                self._replicas.fell_back("no_write_marks")
+                return None
+            try:
+                after_lsn = await self._marks.position(user)
+            except MarksUnavailable:
+                self._replicas.fell_back("write_marks_unavailable")
+                return None
         return await self._replicas.connection(after_lsn)
 
     def _unavailable(self, exc: psycopg.OperationalError) -> Unavailable:
@@ -188,6 +226,36 @@ class Connections:
         return Unavailable(
             DATABASE_UNAVAILABLE_MESSAGE, reason="DATABASE_UNAVAILABLE", metadata={"database": self._database}
         )
+
+
+@dataclass
+class ReadRouting:
+    """Where a service's stale reads may go: its replicas (None: the primary only) and the users'
+    write marks that keep their own writes in view. close() releases both."""
+
+    replicas: Replicas | None = None
+    marks: WriteMarks | None = None
+    _redis: Any = None
+
+    async def close(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+async def open_read_routing(
+    settings: Settings, primary: AsyncConnectionPool, database: str, metrics: Metrics | None = None
+) -> ReadRouting:
+    """The replicas of settings, checked, and the write marks on settings.redis_url. With no
+    Redis, reads made on a user's behalf stay on the primary (Connections._replica_connection)."""
+    replicas = await open_replicas(settings, primary, database, metrics)
+    if replicas is None or not settings.redis_url:
+        return ReadRouting(replicas)
+    from chirp_core.redis_client import open_request_redis
+
+    client = open_request_redis(settings.redis_url, settings)
+    return ReadRouting(replicas, WriteMarks(client, settings.replica_max_lag_seconds), client)
 
 
 async def open_replicas(

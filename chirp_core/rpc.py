@@ -35,6 +35,10 @@ REQUEST_ID_HEADER = "x-request-id"
 # Set on every call one service makes to another (downstream_channel): a client error such a call
 # gets was the caller's to handle or report, so the callee logs it at DEBUG only.
 INTERNAL_CALL_HEADER = "x-chirp-internal-call"
+# Set on a call one service makes to another while it serves a user (on_behalf_of_var): the callee
+# then reads as that user would, seeing their own writes (chirp_core.write_marks). The gateway
+# strips it from clients, like USER_ID_HEADER.
+ON_BEHALF_OF_HEADER = "x-chirp-on-behalf-of"
 ERROR_DOMAIN = "chirp.dev"
 
 log = logging.getLogger("chirp.rpc")
@@ -58,6 +62,8 @@ CLIENT_ERROR_CODES = frozenset(
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Absolute time.monotonic() by which the current incoming RPC must be answered; None = no deadline.
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+# The user the current RPC serves: its authenticated caller, or the user a calling service named.
+on_behalf_of_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("on_behalf_of", default=None)
 
 
 def caller_id(context: grpc.aio.ServicerContext[Any, Any]) -> int | None:
@@ -225,10 +231,15 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
 
 def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     request_id = "-"
+    user: int | None = None
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER:
             request_id = value.decode() if isinstance(value, bytes) else value
+        elif key in (USER_ID_HEADER, ON_BEHALF_OF_HEADER) and user is None:
+            text = value.decode() if isinstance(value, bytes) else value
+            user = int(text) if text.isdigit() else None
     request_id_var.set(request_id if request_id != "-" else uuid.uuid4().hex[:16])
+    on_behalf_of_var.set(user)
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
 
@@ -303,6 +314,9 @@ def _outgoing(details: grpc.aio.ClientCallDetails, default_timeout: float) -> gr
         metadata.add(REQUEST_ID_HEADER, request_id_var.get())
     if INTERNAL_CALL_HEADER not in metadata:
         metadata.add(INTERNAL_CALL_HEADER, "1")
+    user = on_behalf_of_var.get()
+    if user is not None and ON_BEHALF_OF_HEADER not in metadata:
+        metadata.add(ON_BEHALF_OF_HEADER, str(user))
     return grpc.aio.ClientCallDetails(
         details.method, timeout, metadata, details.credentials, details.wait_for_ready
     )

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from chirp_core.rpc import ERROR_DOMAIN, SESSION_ID_HEADER, USER_ID_HEADER
+from chirp_core.rpc import ERROR_DOMAIN, ON_BEHALF_OF_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from chirp_core.settings import Settings, target_addresses
 from edge_proxy.http_rules import HttpRoute, http_routes
 from edge_proxy.limits import (
@@ -92,7 +92,7 @@ JWT_AUTHN = "envoy.filters.http.jwt_authn"
 # A second header_mutation filter, for requests only, never turned off on a route: it removes the
 # identity headers a client sent before jwt_authn sets them from a verified token.
 STRIP_IDENTITY = "chirp.strip_identity"
-IDENTITY_HEADERS = (USER_ID_HEADER, SESSION_ID_HEADER)
+IDENTITY_HEADERS = (USER_ID_HEADER, SESSION_ID_HEADER, ON_BEHALF_OF_HEADER)
 JWT_PROVIDER = "chirp"
 # The jwt_authn requirement of every non-public RPC route: a valid token of JWT_PROVIDER.
 SIGNED_IN = "signed_in"

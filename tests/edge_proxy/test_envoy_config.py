@@ -14,7 +14,7 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from chirp_core.rpc import SESSION_ID_HEADER, USER_ID_HEADER
+from chirp_core.rpc import ON_BEHALF_OF_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from edge_proxy.envoy_config import BUDGET_METADATA, CLUSTER_OF_SERVICE, production_yaml
 from edge_proxy.http_rules import descriptor_set
 from edge_proxy.limits import DEFAULT_LIMITS_FILE, DOMAIN, SIGN_IN_RPCS, load_limits
@@ -275,7 +275,13 @@ def test_filters(manager: dict[str, Any], filters: dict[str, dict[str, Any]], en
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
 
     strip = filters["chirp.strip_identity"]["mutations"]
-    assert strip == {"request_mutations": [{"remove": USER_ID_HEADER}, {"remove": SESSION_ID_HEADER}]}
+    assert strip == {
+        "request_mutations": [
+            {"remove": USER_ID_HEADER},
+            {"remove": SESSION_ID_HEADER},
+            {"remove": ON_BEHALF_OF_HEADER},
+        ]
+    }
     jwt = filters["envoy.filters.http.jwt_authn"]
     assert set(jwt["requirement_map"]) == {"signed_in"}
     [(name, provider)] = jwt["providers"].items()

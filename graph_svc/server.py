@@ -8,7 +8,7 @@ import grpc
 
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
 from chirp.users.v1 import users_pb2, users_pb2_grpc
-from chirp_core.db import migrate, open_pool
+from chirp_core.db import migrate, open_pool, open_read_routing
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.metrics import Metrics
 from chirp_core.outbox import start_relay
@@ -30,7 +30,8 @@ async def start(
     await migrate(database_url, SCHEMA, "graph_svc.migrations")
     metrics = metrics or Metrics()
     pool = await open_pool(settings, database_url, name=SCHEMA)
-    storage = GraphStorage(pool)
+    routing = await open_read_routing(settings, pool, SCHEMA, metrics)
+    storage = GraphStorage(pool, routing.replicas, routing.marks)
     keys = KeyRing(settings.jwt_keys)
     policy = SessionPolicy(
         issuer=settings.jwt_issuer,
@@ -57,16 +58,19 @@ async def start(
             max_age_seconds=settings.jwks_cache_seconds,
         )
     except BaseException:
+        await routing.close()
         await pool.close()
         raise
     try:
         running = await start_server("graph", f"{settings.host}:{port}", register)
     except BaseException:
         await jwks.stop()
+        await routing.close()
         await pool.close()
         raise
     running.metrics = metrics
     running.on_stop.append(pool.close)
+    running.on_stop.append(routing.close)
     running.on_stop.append(jwks.stop)
     running.on_stop.append(await start_relay(settings, pool, database_url, SCHEMA, metrics))
     return running

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.db import Connections
+from chirp_core.db import Connections, Replicas
 from chirp_core.errors import AlreadyExists, NotFound
+from chirp_core.write_marks import WriteMarks
 from graph_svc.models import (
     Credentials,
     EdgeUser,
@@ -29,10 +31,14 @@ _FOLLOWER_CONSTRAINT = "follows_follower_fkey"
 
 
 class GraphStorage:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        connections = Connections(pool, "graph")
+    def __init__(
+        self, pool: AsyncConnectionPool, replicas: Replicas | None = None, marks: WriteMarks | None = None
+    ) -> None:
+        connections = Connections(pool, "graph", replicas, marks)
         self._read = connections.read
         self._write = connections.write
+        self._stale = connections.run_stale
+        self._wrote = connections.wrote
 
     # Accounts and sessions.
 
@@ -162,16 +168,20 @@ class GraphStorage:
         try:
             async with self._read() as conn:
                 cur = await conn.execute(_FOLLOW, {"follower": follower_id, "followee": followee_id})
-                return await cur.fetchone() is not None
+                added = await cur.fetchone() is not None
         except psycopg.errors.ForeignKeyViolation as exc:
             missing = follower_id if exc.diag.constraint_name == _FOLLOWER_CONSTRAINT else followee_id
             raise NotFound("user", missing) from None
+        await self._wrote()
+        return added
 
     async def remove_follow(self, follower_id: int, followee_id: int) -> bool:
         """Remove the edge and add its `unfollowed` event; False (and no event) when there was none."""
         async with self._read() as conn:
             cur = await conn.execute(_UNFOLLOW, {"follower": follower_id, "followee": followee_id})
-            return await cur.fetchone() is not None
+            removed = await cur.fetchone() is not None
+        await self._wrote()
+        return removed
 
     async def list_followers(self, user_id: int, after: Keyset, limit: int) -> list[EdgeUser]:
         """Followers of user_id strictly after the keyset position, newest edge first."""
@@ -184,7 +194,8 @@ class GraphStorage:
     async def _list_edge_users(
         self, other: str, this: str, user_id: int, after: Keyset, limit: int
     ) -> list[EdgeUser]:
-        async with self._read() as conn:
+        # A list may be a little stale (a replica's), but never without its reader's own follows.
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[EdgeUser]:
             cur = conn.cursor(row_factory=class_row(EdgeUser))
             await cur.execute(
                 "SELECT u.user_id, u.handle, u.display_name, u.created_at, u.follower_count,"
@@ -195,6 +206,8 @@ class GraphStorage:
                 (user_id, *after, limit),
             )
             return await cur.fetchall()
+
+        return await self._stale(query)
 
     async def follower_edges(self, followee_id: int, after: Keyset, limit: int) -> list[FollowEdge]:
         """One batch of edges into followee_id strictly after the keyset position, newest first."""

@@ -10,7 +10,7 @@ import grpc
 from psycopg_pool import AsyncConnectionPool
 
 from chirp.tweets.v1 import tweets_pb2, tweets_pb2_grpc
-from chirp_core.db import migrate, open_pool
+from chirp_core.db import migrate, open_pool, open_read_routing
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.metrics import Metrics
 from chirp_core.outbox import start_relay
@@ -40,9 +40,11 @@ async def start(
     signals = RedisTweetSignals(signals_redis) if signals_redis is not None else None
     ids = SnowflakeGenerator(settings.node_id)
     media, stop_media = await start_media(settings, pool, ids)
-    service = TweetService(TweetStorage(pool), ids, signals, media)
+    routing = await open_read_routing(settings, pool, SCHEMA, metrics)
+    service = TweetService(TweetStorage(pool, routing.replicas, routing.marks), ids, signals, media)
 
     async def close_redis() -> None:
+        await routing.close()
         if signals_redis is not None:
             await signals_redis.aclose()
 

@@ -11,7 +11,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from chirp_core.db import Connections
+from chirp_core.db import Connections, Replicas
+from chirp_core.write_marks import WriteMarks
 from tweets_svc.media.storage import bind_media, release_media, with_media
 from tweets_svc.models import PriorCreate, Tweet, TweetVersion
 
@@ -24,10 +25,13 @@ _NO_MAX_ID = 2**63 - 1
 
 
 class TweetStorage:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        connections = Connections(pool, "tweets")
+    def __init__(
+        self, pool: AsyncConnectionPool, replicas: Replicas | None = None, marks: WriteMarks | None = None
+    ) -> None:
+        connections = Connections(pool, "tweets", replicas, marks)
         self._read = connections.read
         self._write = connections.write
+        self._stale = connections.run_stale
 
     async def get_tweet(self, tweet_id: int) -> Tweet | None:
         """The live tweet, or None when it is unknown or deleted."""
@@ -147,8 +151,10 @@ class TweetStorage:
             return await cur.fetchall()
 
     async def list_replies(self, tweet_id: int, after_id: int, limit: int) -> list[Tweet]:
-        """Live direct replies with an ID above after_id, oldest first."""
-        async with self._read() as conn:
+        """Live direct replies with an ID above after_id, oldest first (a replica's, with the
+        reader's own replies)."""
+
+        async def query(conn: AsyncConnection[Any]) -> list[Tweet]:
             cur = conn.cursor(row_factory=class_row(Tweet))
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM tweets.tweets"
@@ -158,16 +164,32 @@ class TweetStorage:
             )
             return await with_media(conn, await cur.fetchall())
 
+        return await self._stale(query)
+
     async def get_tweets(self, tweet_ids: Sequence[int]) -> list[Tweet]:
-        """The live tweets among tweet_ids, newest first."""
-        async with self._read() as conn:
+        """The live tweets among tweet_ids, newest first.
+
+        Read from a replica where one may serve; the IDs it lacks are asked of the primary, since
+        they may be younger than the replica (a timeline holds a tweet as soon as it is written)."""
+
+        async def query(conn: AsyncConnection[Any], ids: list[int]) -> list[Tweet]:
             cur = conn.cursor(row_factory=class_row(Tweet))
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM tweets.tweets"
                 " WHERE tweet_id = ANY(%s) AND deleted_at IS NULL ORDER BY tweet_id DESC",
-                (list(tweet_ids),),
+                (ids,),
             )
             return await with_media(conn, await cur.fetchall())
+
+        wanted = list(tweet_ids)
+        found: list[Tweet]
+        found, on_replica = await self._stale(lambda conn: _with_server(conn, query(conn, wanted)))
+        missing = sorted(set(wanted) - {t.tweet_id for t in found})
+        if not on_replica or not missing:
+            return found
+        async with self._read() as conn:
+            found += await query(conn, missing)
+        return sorted(found, key=lambda t: t.tweet_id, reverse=True)
 
     async def list_by_authors(
         self,
@@ -228,3 +250,10 @@ async def _add_event(conn: AsyncConnection[Any], event_type: str, tweet: Tweet) 
         "INSERT INTO tweets.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
         (event_type, tweet.tweet_id, Jsonb(payload)),
     )
+
+
+async def _with_server(conn: AsyncConnection[Any], work: Any) -> tuple[Any, bool]:
+    """`work`'s result, and whether the connection may be a replica's: a server in recovery, or one
+    that does not say (pgbouncer passes few parameters on)."""
+    result = await work
+    return result, conn.info.parameter_status("in_hot_standby") != "off"

@@ -25,23 +25,30 @@ local function id_lt(a, b)
   return ah < bh or (ah == bh and al < bl)
 end
 
--- An 8-byte ID (below 2^63) as decimal text; `padded`: 19 digits (comparable as text). Long
--- division by 10^9 of the ID as a 32-bit and two 16-bit digits: every step stays below 2^53.
+-- An ID (below 2^63) given as its two 32-bit halves, as decimal text; `padded`: 19 digits
+-- (comparable as text). Long division by 10^9 of the ID as a 32-bit and two 16-bit digits: every
+-- step stays below 2^53 and each quotient below 2^17, so x % 10^9 (x - floor(x / 10^9) * 10^9) is
+-- exact; string.format's %d prints a number as a C long (64 bits): the quotient is below 10^10.
+local function decimal(top, low, padded)
+  local d = low % 65536
+  local c = (low - d) / 65536
+  local r = top % 1000000000
+  local q1 = (top - r) / 1000000000
+  local x = r * 65536 + c
+  r = x % 1000000000
+  local q2 = (x - r) / 1000000000
+  x = r * 65536 + d
+  r = x % 1000000000
+  local high = (q1 * 65536 + q2) * 65536 + (x - r) / 1000000000
+  if padded then return string.format('%010d%09d', high, r) end
+  if high > 0 then return string.format('%d%09d', high, r) end
+  return string.format('%d', r)
+end
+
+-- An 8-byte ID (below 2^63) as decimal text (decimal's).
 local function dec(id, padded)
-  local a, b, c, d = struct.unpack('>I2I2I2I2', id)
-  local x = a * 65536 + b
-  local q1 = math.floor(x / 1000000000)
-  x = (x - q1 * 1000000000) * 65536 + c
-  local q2 = math.floor(x / 1000000000)
-  x = (x - q2 * 1000000000) * 65536 + d
-  local q3 = math.floor(x / 1000000000)
-  local r = x - q3 * 1000000000
-  local high = (q1 * 65536 + q2) * 65536 + q3
-  -- tostring prints integers below 10^14 exactly; adding 10^9 (10^10) pads with zeros.
-  local low = string.sub(tostring(r + 1000000000), 2)
-  if padded then return string.sub(tostring(high + 10000000000), 2) .. low end
-  if high > 0 then return tostring(high) .. low end
-  return tostring(r)
+  local x, low = struct.unpack('>I4I4', id)
+  return decimal(x, low, padded)
 end
 
 -- Decimal text (up to 19 digits) as an 8-byte ID.
@@ -103,11 +110,12 @@ end
 
 -- The first record (0-based) whose ID is below `id`, or n.
 local function below(s, n, id)
+  local ih, il = struct.unpack('>I4I4', id)
   local lo, hi = 0, n
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    local o = HEAD + mid * REC + 1
-    if id_lt(string.sub(s, o, o + 7), id) then hi = mid else lo = mid + 1 end
+    local h, l = struct.unpack('>I4I4', s, HEAD + mid * REC + 1)
+    if h < ih or (h == ih and l < il) then hi = mid else lo = mid + 1 end
   end
   return lo
 end
@@ -236,10 +244,12 @@ end
 -- The reply rule of timeline_svc/visibility.py (reply_reaches), which owns it: a reply reaches
 -- `reader` only if the reader follows the user it answers, is that user, or it answers its own
 -- author (a thread). tests/timeline/test_reply_rule.py checks this against it. The users are
--- decimal text, as the follow sets hold them ('0': not a reply).
-local function reply_ok(following, reader, author, reply)
-  return reply == '0' or reply == author or reply == reader
-    or redis.call('SISMEMBER', following, reply) == 1
+-- decimal text, as the follow sets hold them ('0': not a reply). `follows` (optional): a function
+-- telling whether the reader follows a user (e.g. remembering SISMEMBER's answers).
+local function reply_ok(following, reader, author, reply, follows)
+  if reply == '0' or reply == author or reply == reader then return true end
+  if follows then return follows(reply) end
+  return redis.call('SISMEMBER', following, reply) == 1
 end
 
 -- dec, remembered for the users a script meets many times.

@@ -41,46 +41,87 @@ end
 local h = floor
 if id_lt(floor, min_id) then floor = min_id end
 
-local user = decimals()
-local found, picked = {}, {}
+-- Records are read in place with struct.unpack: IDs as two 32-bit halves, compared as id_lt does
+-- (Redis sets LC_COLLATE from its environment, so binary strings are never compared with <), and
+-- turned into decimal text only for the users (remembered, as is whether the reader follows each)
+-- and for the picked entries' cache keys. One source is newest first already: no sort.
+local names, followed = {}, {}
+local function name(h, l)
+  local t = names[h]
+  if not t then
+    t = {}
+    names[h] = t
+  end
+  local d = t[l]
+  if not d then
+    d = decimal(h, l)
+    t[l] = d
+  end
+  return d
+end
+local function follows(u)
+  local f = followed[u]
+  if f == nil then
+    f = redis.call('SISMEMBER', following, u) == 1
+    followed[u] = f
+  end
+  return f
+end
+local fh, fl = struct.unpack('>I4I4', floor)
+local found, his, los, wires = {}, {}, {}, {}
+local count = 0
 for _, source in ipairs(sources) do
   local src, celebrity = source[1], source[2]
   local n = count_of(src)
   local got = 0
   local start = below(src, n, max_id)
   local rank = replies_before(src, start)
-  for k = start, n - 1 do
-    local id, author_id, is_reply = record(src, k)
-    if not id_lt(floor, id) then break end
-    local reply_id = ZERO
-    if is_reply then
-      reply_id = reply_at(src, n, rank)
-      rank = rank + 1
-    end
+  for o = HEAD + start * REC + 1, HEAD + n * REC, REC do
+    local ih, il, ah, al = struct.unpack('>I4I4I4I4', src, o)
+    if ih < fh or (ih == fh and il <= fl) then break end
+    local id = string.sub(src, o, o + 7)
     if not found[id] then
-      local author = user(author_id)
-      local reply = is_reply and user(reply_id) or '0'
+      local wire, reply
+      if ah >= 2147483648 then
+        ah = ah - 2147483648
+        local ro = HEAD + n * REC + rank * REPLY + 1
+        rank = rank + 1
+        reply = name(struct.unpack('>I4I4', src, ro))
+        wire = id .. struct.pack('>I4', ah) .. string.sub(src, o + 12, o + 15) .. string.sub(src, ro, ro + 7)
+      else
+        reply = '0'
+        wire = string.sub(src, o, o + 15) .. ZERO
+      end
+      local author = name(ah, al)
       local ok
       if celebrity then
         -- Merged only from followed celebrities' sets.
-        ok = reply_ok(following, reader, author, reply)
+        ok = reply_ok(following, reader, author, reply, follows)
       else
         -- in_home_timeline: the reader's own tweets always; others' only while followed,
         -- replies by the rule.
-        ok = author == reader or (redis.call('SISMEMBER', following, author) == 1
-          and reply_ok(following, reader, author, reply))
+        ok = author == reader or (follows(author) and reply_ok(following, reader, author, reply, follows))
       end
       if ok then
         found[id] = true
-        picked[#picked + 1] = {dec(id, true), wire(id, author_id, reply_id)}
+        count = count + 1
+        his[count], los[count], wires[count] = ih, il, wire
         got = got + 1
         if got >= want then break end
       end
+    elseif ah >= 2147483648 then
+      rank = rank + 1
     end
   end
 end
-table.sort(picked, function(a, b) return a[1] > b[1] end)
-local n = math.min(#picked, want)
+local n = math.min(count, want)
+local order = nil
+if #sources > 1 then
+  -- Several sources are merged by ID (each ID is picked once).
+  order = {}
+  for i = 1, count do order[i] = i end
+  table.sort(order, function(a, b) return his[a] > his[b] or (his[a] == his[b] and los[a] > los[b]) end)
+end
 
 local pending = ''
 local last = redis.call('GET', KEYS[5])
@@ -88,8 +129,7 @@ if last and #last <= 19 and h ~= INF then
   local padded = string.rep('0', 19 - #last) .. last
   if padded > dec(h, true) then
     local id = bin(last)
-    local count = count_of(s)
-    local at = below(s, count, id)
+    local at = below(s, count_of(s), id)
     local held = false
     if at > 0 then
       local o = HEAD + (at - 1) * REC + 1
@@ -100,18 +140,19 @@ if last and #last <= 19 and h ~= INF then
 end
 
 local result = {'ok', h, pending, n}
-for i = 1, n do result[#result + 1] = picked[i][2] end
 if n > 0 then
   local cache_keys, changed_keys = {}, {}
   for i = 1, n do
-    local id = string.match(picked[i][1], '^0*(%d+)$')
+    local k = order and order[i] or i
+    result[4 + i] = wires[k]
+    local id = decimal(his[k], los[k])
     cache_keys[i] = ARGV[8] .. id
     changed_keys[i] = ARGV[9] .. id
   end
   local cached = redis.call('MGET', unpack(cache_keys))
   local changed = redis.call('MGET', unpack(changed_keys))
   for i = 1, n do
-    if changed[i] then result[#result + 1] = false else result[#result + 1] = cached[i] end
+    if changed[i] then result[4 + n + i] = false else result[4 + n + i] = cached[i] end
   end
 end
 return result

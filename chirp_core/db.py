@@ -69,6 +69,8 @@ DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again"
 _MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 T = TypeVar("T")
+# How often a read waiting for a replica to catch up asks it for its replay position.
+CATCH_UP_POLL_SECONDS = 0.002
 
 
 def parse_lsn(text: str) -> int:
@@ -182,12 +184,16 @@ class Connections:
             await replica.pool.putconn(conn)
 
     async def run_stale(
-        self, query: Callable[[AsyncConnection[Any]], Awaitable[T]], *, after_lsn: int | None = None
+        self,
+        query: Callable[[AsyncConnection[Any]], Awaitable[T]],
+        *,
+        after_lsn: int | None = None,
+        catch_up: bool = False,
     ) -> T:
         """`query(connection)` on a replica as read_stale() picks it, run again on the primary if
         the replica fails meanwhile: its connection lost, or the statement cancelled by a conflict
         with the replica's recovery. Other errors are the caller's, as in read()."""
-        picked = await self._replica_connection(after_lsn)
+        picked = await self._replica_connection(after_lsn, catch_up)
         if picked is not None:
             replica, conn = picked
             try:
@@ -205,7 +211,20 @@ class Connections:
         async with self.read() as conn:
             return await query(conn)
 
-    async def _replica_connection(self, after_lsn: int | None) -> tuple[Replica, AsyncConnection[Any]] | None:
+    async def run_fresh(self, query: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`query(connection)` on a replica that has replayed everything the primary had committed
+        when this call began, else on the primary: as exact as the primary, for reads whose result
+        is kept (a timeline built from it). Costs the primary one WAL-position query; a replica
+        not yet there as last checked is asked again, for up to replica_catch_up_seconds."""
+        if self._replicas is None:
+            async with self.read() as conn:
+                return await query(conn)
+        position = await self.commit_lsn()
+        return await self.run_stale(query, after_lsn=position, catch_up=True)
+
+    async def _replica_connection(
+        self, after_lsn: int | None, catch_up: bool = False
+    ) -> tuple[Replica, AsyncConnection[Any]] | None:
         if self._replicas is None:
             return None
         user = on_behalf_of_var.get()
@@ -219,7 +238,7 @@ class Connections:
             except MarksUnavailable:
                 self._replicas.fell_back("write_marks_unavailable")
                 return None
-        return await self._replicas.connection(after_lsn)
+        return await self._replicas.connection(after_lsn, catch_up=catch_up)
 
     def _unavailable(self, exc: psycopg.OperationalError) -> Unavailable:
         log.warning("the %s database is unavailable: %s: %s", self._database, type(exc).__name__, exc)
@@ -312,6 +331,7 @@ class Replicas:
         self._max_lag = settings.replica_max_lag_seconds
         self._interval = settings.replica_check_seconds
         self._timeout = settings.replica_timeout_seconds
+        self._catch_up = settings.replica_catch_up_seconds
         self._metrics = metrics
         self.replicas = [
             Replica(url, _replica_pool(settings, url, f"{database}-replica-{number}"), _label(url))
@@ -358,9 +378,15 @@ class Replicas:
             usable = usable[start:] + usable[:start]
         return usable
 
-    async def connection(self, after_lsn: int | None) -> tuple[Replica, AsyncConnection[Any]] | None:
-        """A connection of a usable replica, or None (counted) when the primary must answer."""
+    async def connection(
+        self, after_lsn: int | None, *, catch_up: bool = False
+    ) -> tuple[Replica, AsyncConnection[Any]] | None:
+        """A connection of a usable replica, or None (counted) when the primary must answer. With
+        catch_up, a replica that was behind after_lsn as last checked is asked again until it is
+        past it, for up to replica_catch_up_seconds."""
         usable = self.usable(after_lsn)
+        if not usable and catch_up and after_lsn is not None:
+            return await self._caught_up(after_lsn)
         if not usable:
             self.fell_back(self._why_none(after_lsn))
             return None
@@ -386,6 +412,34 @@ class Replicas:
             self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
             return replica, conn
         self.fell_back("unreachable")
+        return None
+
+    async def _caught_up(self, after_lsn: int) -> tuple[Replica, AsyncConnection[Any]] | None:
+        deadline = time.monotonic() + self._catch_up
+        for replica in self.usable():
+            try:
+                conn = await replica.pool.getconn(timeout=self._timeout)
+            except (PoolTimeout, psycopg.OperationalError):
+                continue
+            try:
+                while True:
+                    cur = await conn.execute("SELECT pg_last_wal_replay_lsn()::text")
+                    row = await cur.fetchone()
+                    replay = parse_lsn(row[0]) if row and row[0] else None
+                    if replay is None:
+                        break  # promoted: not a standby any more
+                    replica.replay_lsn = max(replica.replay_lsn, replay)
+                    if replay >= after_lsn:
+                        self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
+                        return replica, conn
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    replica.failed(exc)
+            await replica.pool.putconn(conn)
+        self.fell_back("behind_read")
         return None
 
     def fell_back(self, reason: str) -> None:

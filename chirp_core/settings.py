@@ -38,11 +38,13 @@ class Settings:
     # Reads that may be a little stale go to one whose data is at most replica_max_lag_seconds
     # old, else to the primary (chirp_core.db). Each replica's replay position is checked every
     # replica_check_seconds; a check, or a read waiting for a replica's connection, gives up
-    # after replica_timeout_seconds.
+    # after replica_timeout_seconds. A read that must see everything committed before it began
+    # (Connections.run_fresh) waits up to replica_catch_up_seconds for a replica to replay that far.
     database_replica_urls: str = ""
     replica_max_lag_seconds: float = 2.0
     replica_check_seconds: float = 0.25
     replica_timeout_seconds: float = 0.5
+    replica_catch_up_seconds: float = 0.05
 
     # Every port of `chirp up` binds this address.
     host: str = "127.0.0.1"
@@ -269,6 +271,10 @@ class Settings:
                 raise ValueError(f"CHIRP_DATABASE_REPLICA_URLS: entry {number} {problem}")
         if self.replica_check_seconds <= 0 or self.replica_timeout_seconds <= 0:
             raise ValueError("CHIRP_REPLICA_CHECK_SECONDS and CHIRP_REPLICA_TIMEOUT_SECONDS must be > 0")
+        if self.replica_catch_up_seconds < 0:
+            raise ValueError(
+                f"CHIRP_REPLICA_CATCH_UP_SECONDS must be >= 0, got {self.replica_catch_up_seconds:g}"
+            )
         if self.replica_max_lag_seconds <= 0:
             raise ValueError(
                 f"CHIRP_REPLICA_MAX_LAG_SECONDS must be > 0, got {self.replica_max_lag_seconds:g}"

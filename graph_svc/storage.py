@@ -38,6 +38,8 @@ class GraphStorage:
         self._read = connections.read
         self._write = connections.write
         self._stale = connections.run_stale
+        # The reads a timeline keeps the result of (its cold rebuild, the fan-out's recipients).
+        self._fresh = connections.run_fresh
         self._wrote = connections.wrote
 
     # Accounts and sessions.
@@ -211,7 +213,8 @@ class GraphStorage:
 
     async def follower_edges(self, followee_id: int, after: Keyset, limit: int) -> list[FollowEdge]:
         """One batch of edges into followee_id strictly after the keyset position, newest first."""
-        async with self._read() as conn:
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[FollowEdge]:
             cur = conn.cursor(row_factory=class_row(FollowEdge))
             await cur.execute(
                 "SELECT follower_id, followee_id, created_at FROM graph.follows"
@@ -221,9 +224,12 @@ class GraphStorage:
             )
             return await cur.fetchall()
 
+        return await self._fresh(query)
+
     async def followers_among(self, followee_id: int, candidate_ids: Sequence[int]) -> list[int]:
         """The candidates who follow followee_id, ascending: one probe of the primary key each."""
-        async with self._read() as conn:
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[int]:
             cur = await conn.execute(
                 "SELECT follower_id FROM graph.follows"
                 " WHERE follower_id = ANY(%s) AND followee_id = %s ORDER BY follower_id",
@@ -231,12 +237,16 @@ class GraphStorage:
             )
             return [row[0] for row in await cur.fetchall()]
 
+        return await self._fresh(query)
+
     async def followee_ids(self, follower_id: int) -> list[int]:
-        async with self._read() as conn:
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[int]:
             cur = await conn.execute(
                 "SELECT followee_id FROM graph.follows WHERE follower_id = %s", (follower_id,)
             )
             return [row[0] for row in await cur.fetchall()]
+
+        return await self._fresh(query)
 
     async def relationship(self, user_id: int, other_user_id: int) -> RelationshipRow:
         async with self._read() as conn:

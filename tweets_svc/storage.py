@@ -32,6 +32,8 @@ class TweetStorage:
         self._read = connections.read
         self._write = connections.write
         self._stale = connections.run_stale
+        # The reads a timeline keeps the result of (its cold rebuild, a celebrity's recent set).
+        self._fresh = connections.run_fresh
 
     async def get_tweet(self, tweet_id: int) -> Tweet | None:
         """The live tweet, or None when it is unknown or deleted."""
@@ -206,10 +208,12 @@ class TweetStorage:
         page stays full. That is the home timeline's reply rule, timeline_svc/visibility.py, for
         the pull path: keep the two in step (tests/timeline_svc/test_reply_rule.py checks them).
         """
+
         # One bounded index-only probe per author of tweets_by_author (at most `limit` entries
         # each), then the rows of the `limit` newest only: the cost follows the number of
         # authors and the page, not how many tweets the authors ever wrote.
-        async with self._read() as conn:
+        # From a replica once it has every tweet committed before the call: timelines keep it.
+        async def query(conn: AsyncConnection[Any]) -> list[Tweet]:
             cur = conn.cursor(row_factory=class_row(Tweet))
             await cur.execute(
                 "WITH page AS ("
@@ -235,6 +239,8 @@ class TweetStorage:
                 },
             )
             return await with_media(conn, await cur.fetchall())
+
+        return await self._fresh(query)
 
 
 async def _add_event(conn: AsyncConnection[Any], event_type: str, tweet: Tweet) -> None:

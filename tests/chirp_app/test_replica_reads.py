@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from chirp.graph.v1 import graph_pb2
+from chirp.timeline.v1 import timeline_pb2
 from chirp.tweets.v1 import tweets_pb2
 from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
@@ -55,6 +56,8 @@ async def replicated(
         database_replica_urls=standby.url(database),
         replica_check_seconds=0.05,
         replica_max_lag_seconds=30.0,
+        # A bound for a loaded machine: on an idle one the replica replays within milliseconds.
+        replica_catch_up_seconds=0.5,
     )
     stack = await start_stack(settings, with_edge=False)
     try:
@@ -183,3 +186,53 @@ async def test_a_killed_replica_changes_nothing_a_client_sees(
             assert await following_of(api, bob.user_id, alice.user_id) == {bob.user_id}
     finally:
         standby.restart()
+
+
+async def test_reads_a_timeline_keeps_use_the_replica_once_it_has_caught_up(
+    replicated: tuple[Stack, Api], standby: Standby, database: str
+) -> None:
+    """A cold rebuild's and the fan-out's reads, made for no user: served by the replica when it
+    has every commit the primary had when the read began."""
+    _, api = replicated
+    alice = await api.new_user()
+    bob = await api.new_user()
+    await follow(api, alice.user_id, bob.user_id)
+    standby.wait_replayed(database)
+    before = replica_scans(standby, database, "graph", "follows")
+    reads = 5
+    for _ in range(reads):
+        got = await api.graph.ListFolloweeIds(graph_pb2.ListFolloweeIdsRequest(user_id=alice.user_id))
+        assert list(got.user_ids) == [bob.user_id]
+    after = await scans_reach(standby, database, "graph", "follows", before + reads)
+    print(f"graph.follows scans on the replica: {before} -> {after} after {reads} followee reads")
+    assert after >= before + reads
+
+
+async def test_a_cold_timeline_built_while_the_replica_lags_misses_no_tweet(
+    replicated: tuple[Stack, Api], standby: Standby, database: str
+) -> None:
+    """Bob's tweet reaches no Redis timeline of Alice's (hers is cold), so her first read builds it
+    from the database: from a replica only if that has the tweet, here the primary."""
+    _, api = replicated
+    alice = await api.new_user()
+    bob = await api.new_user()
+    await follow(api, alice.user_id, bob.user_id)
+    standby.wait_replayed(database)
+    set_replay(standby, database, paused=True)
+    try:
+        tweet = await api.tweets.CreateTweet(
+            tweets_pb2.CreateTweetRequest(user_id=bob.user_id, content="while it lags"),
+            metadata=as_user(bob.user_id),
+        )
+        with psycopg.connect(standby.url(database), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM tweets.tweets WHERE user_id = %s", (bob.user_id,)
+            ).fetchone()
+        assert row is not None and row[0] == 0, "the replica was meant to lack the tweet"
+        page = await api.timeline.GetHomeTimeline(
+            timeline_pb2.GetHomeTimelineRequest(user_id=alice.user_id, limit=10),
+            metadata=as_user(alice.user_id),
+        )
+        assert [t.tweet_id for t in page.tweets] == [tweet.tweet_id]
+    finally:
+        set_replay(standby, database, paused=False)

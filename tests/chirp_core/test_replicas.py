@@ -374,6 +374,9 @@ def test_replica_settings_are_read_and_checked() -> None:
         Settings.from_env({"CHIRP_REPLICA_MAX_LAG_SECONDS": "0.1"})
     with pytest.raises(ValueError, match="CHIRP_REPLICA_TIMEOUT_SECONDS"):
         Settings.from_env({"CHIRP_REPLICA_TIMEOUT_SECONDS": "0"})
+    with pytest.raises(ValueError, match="CHIRP_REPLICA_CATCH_UP_SECONDS must be >= 0"):
+        Settings.from_env({"CHIRP_REPLICA_CATCH_UP_SECONDS": "-0.1"})
+    assert Settings.from_env({"CHIRP_REPLICA_CATCH_UP_SECONDS": "0"}).replica_catch_up_seconds == 0
 
 
 def test_wal_positions_read_and_write_as_postgresql_does() -> None:

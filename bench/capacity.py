@@ -4,7 +4,8 @@ the printed model shows its formula with the values put in.
 
 Reading of the seed: 20M daily active users; at the peak hour 2M to 4M of them are online and
 each fetches the home timeline 4 to 10 times in that hour. The low case is 2M x 4, the high case
-(the design point) 4M x 10.
+(the design point) 4M x 10, and a third case ten times the high one: 200M daily users, 40M at the
+peak, to see what breaks first as Chirp grows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from bench.costs import per_core
 DAU = 20_000_000
 PEAK_USERS = (2_000_000, 4_000_000)
 FETCHES_PER_PEAK_HOUR = (4, 10)
+# The third case: the high one, GROWTH times over (daily users, peak users, warm timelines).
+GROWTH = 10
+CASES = ("low", "high", "x10")
 # Every instance runs at most this busy at the peak: the rest absorbs bursts and a lost instance.
 TARGET_UTILISATION = 0.5
 # One Python process per core (`chirp serve`, or `chirp up --processes N` on an N-core host).
@@ -36,6 +40,8 @@ COLD_READ_SHARE = 0.05
 WARM_FOLLOWER_SHARE = 1.0
 # Usable cores per PostgreSQL read replica (8 cores at 50%).
 PG_REPLICA_CORES = 4.0
+# Usable cores of the one PostgreSQL primary every write goes to (a 32-core host at 50%).
+PG_PRIMARY_CORES = 16.0
 DESIGN_MODE = "hybrid"
 # A very large audience, to price pushing a celebrity's tweet.
 BIG_AUDIENCE = 10_000_000
@@ -47,6 +53,7 @@ class Line:
     formula: str
     low: float
     high: float
+    x10: float
     unit: str = ""
 
 
@@ -92,7 +99,7 @@ def model(results: dict[str, Any]) -> dict[str, Any] | None:
     return {"inputs": inputs, "lines": [line.__dict__ for line in _lines(inputs)]}
 
 
-Pair = tuple[float, float]
+Pair = tuple[float, float, float]
 
 
 def redis_ms_per_timeline_write(inputs: dict[str, Any]) -> float:
@@ -102,8 +109,21 @@ def redis_ms_per_timeline_write(inputs: dict[str, Any]) -> float:
     return float(inputs["tweet_redis_ms"] / written) if written else 0.0
 
 
-def _pair(low: float, high: float) -> Pair:
-    return (low, high)
+def _pair(low: float, high: float, x10: float) -> Pair:
+    return (low, high, x10)
+
+
+def _cases(values: Any) -> Pair:
+    low, high, x10 = values
+    return (low, high, x10)
+
+
+PEAK_READS = _pair(
+    PEAK_USERS[0] * FETCHES_PER_PEAK_HOUR[0] / 3600,
+    PEAK_USERS[1] * FETCHES_PER_PEAK_HOUR[1] / 3600,
+    GROWTH * PEAK_USERS[1] * FETCHES_PER_PEAK_HOUR[1] / 3600,
+)
+DAILY_USERS = _pair(DAU, DAU, GROWTH * DAU)
 
 
 def _lines(i: dict[str, Any]) -> list[Line]:
@@ -111,23 +131,13 @@ def _lines(i: dict[str, Any]) -> list[Line]:
     lines: list[Line] = []
 
     def add(name: str, formula: str, values: Pair, unit: str = "") -> Pair:
-        lines.append(Line(name, formula, values[0], values[1], unit))
+        lines.append(Line(name, formula, values[0], values[1], values[2], unit))
         return values
 
     def each(values: Pair, scale: float) -> Pair:
-        return (values[0] * scale, values[1] * scale)
+        return _cases(v * scale for v in values)
 
-    reads = add(
-        "peak timeline reads",
-        "peak users x fetches per peak hour / 3,600 s",
-        _pair(
-            *(
-                users * fetches / 3600
-                for users, fetches in zip(PEAK_USERS, FETCHES_PER_PEAK_HOUR, strict=True)
-            )
-        ),
-        "/s",
-    )
+    reads = add("peak timeline reads", "peak users x fetches per peak hour / 3,600 s", PEAK_READS, "/s")
     tweets = add(
         "peak tweets",
         f"reads x {i['tweets_per_read']:.4f} (the workload's tweets per read)",
@@ -145,7 +155,7 @@ def _lines(i: dict[str, Any]) -> list[Line]:
     gateway = add(
         "gateway cores",
         f"reads x ({i['rest_envoy_ms']:.2f} ms Envoy + ({i['rest_stack_ms']:.2f} - "
-        f"{i['grpc_stack_ms']:.2f}) ms Python per REST read over a gRPC read: the auth service)",
+        f"{i['grpc_stack_ms']:.2f}) ms Python per REST read over a gRPC read)",
         each(reads, (i["rest_envoy_ms"] + auth_ms) / 1000),
     )
     timeline = add(
@@ -162,43 +172,55 @@ def _lines(i: dict[str, Any]) -> list[Line]:
         add(
             f"{label} instances",
             f"cores / {TARGET_UTILISATION:.0%} utilisation / {CORES_PER_INSTANCE} core each, rounded up",
-            _pair(*(_instances(c / TARGET_UTILISATION / CORES_PER_INSTANCE) for c in cores)),
+            _cases(_instances(c / TARGET_UTILISATION / CORES_PER_INSTANCE) for c in cores),
         )
     per_write_ms = redis_ms_per_timeline_write(i)
     redis_cores = add(
         "Redis cores",
         f"reads x {i['read_redis_ms']:.3f} ms + fan-out writes x {per_write_ms:.4f} ms "
         f"({i['tweet_redis_ms']:.3f} ms per tweet / {i['timelines_per_tweet']:.1f} timelines written)",
-        _pair(
-            *(
-                r * i["read_redis_ms"] / 1000 + f * per_write_ms / 1000
-                for r, f in zip(reads, fanout, strict=True)
-            )
+        _cases(
+            r * i["read_redis_ms"] / 1000 + f * per_write_ms / 1000
+            for r, f in zip(reads, fanout, strict=True)
         ),
     )
     per_entry = i["timeline_bytes"] / i["timeline_entries"] if i["timeline_entries"] else 0.0
     filled = i["warm_reader_bytes"] + per_entry * max(0.0, i["timeline_cap"] - i["timeline_entries"])
     memory = add(
         "Redis memory for warm timelines (GiB)",
-        f"{WARM_TIMELINES:,} warm x {i['warm_reader_bytes']:,.0f} B measured per warm reader "
-        f"({i['timeline_entries']:.0f} entries); high: filled to {i['timeline_cap']} entries at "
+        f"every daily user warm x {i['warm_reader_bytes']:,.0f} B measured per warm reader "
+        f"({i['timeline_entries']:.0f} entries); high and x10: filled to {i['timeline_cap']} entries at "
         f"{per_entry:.0f} B each",
-        _pair(WARM_TIMELINES * i["warm_reader_bytes"] / 2**30, WARM_TIMELINES * filled / 2**30),
-    )
-    add(
-        "Redis shards",
-        f"max(cores / {REDIS_SHARD_CORES}, GiB / {REDIS_SHARD_BYTES / 2**30:.0f}), rounded up",
         _pair(
-            *(
-                _instances(max(c / REDIS_SHARD_CORES, m * 2**30 / REDIS_SHARD_BYTES))
-                for c, m in zip(redis_cores, memory, strict=True)
-            )
+            DAILY_USERS[0] * i["warm_reader_bytes"] / 2**30,
+            DAILY_USERS[1] * filled / 2**30,
+            DAILY_USERS[2] * filled / 2**30,
         ),
     )
     add(
+        "warm timelines one Redis server holds",
+        f"{REDIS_SHARD_BYTES / 2**30:.0f} GiB / bytes per warm reader (as in the memory line)",
+        _pair(
+            REDIS_SHARD_BYTES / i["warm_reader_bytes"], REDIS_SHARD_BYTES / filled, REDIS_SHARD_BYTES / filled
+        ),
+    )
+    add(
+        "Redis Cluster masters",
+        f"max(cores / {REDIS_SHARD_CORES}, GiB / {REDIS_SHARD_BYTES / 2**30:.0f}), rounded up",
+        _cases(
+            _instances(max(c / REDIS_SHARD_CORES, m * 2**30 / REDIS_SHARD_BYTES))
+            for c, m in zip(redis_cores, memory, strict=True)
+        ),
+    )
+    primary = add(
         "PostgreSQL primary cores",
         f"tweets x {i['tweet_pg_ms']:.2f} ms",
         each(tweets, i["tweet_pg_ms"] / 1000),
+    )
+    add(
+        "share of one primary's budget",
+        f"primary cores / {PG_PRIMARY_CORES:.0f} usable cores (every write goes to one server)",
+        each(primary, 1 / PG_PRIMARY_CORES),
     )
     read_ms = (1 - COLD_READ_SHARE) * i["read_pg_ms"] + COLD_READ_SHARE * i["cold_pg_ms"]
     replica_cores = add(
@@ -215,12 +237,12 @@ def _lines(i: dict[str, Any]) -> list[Line]:
     add(
         f"Redis core-seconds to push one tweet to {BIG_AUDIENCE:,} warm followers",
         f"{BIG_AUDIENCE:,} x {per_write_ms:.4f} ms (why celebrities are merged at read time)",
-        _pair(BIG_AUDIENCE * per_write_ms / 1000, BIG_AUDIENCE * per_write_ms / 1000),
+        each((1.0, 1.0, 1.0), BIG_AUDIENCE * per_write_ms / 1000),
     )
     add(
         "PostgreSQL replicas",
         f"read cores / {PG_REPLICA_CORES:.0f} usable cores each, rounded up, + 1 spare",
-        _pair(*(_instances(c / PG_REPLICA_CORES) + 1 for c in replica_cores)),
+        _cases(_instances(c / PG_REPLICA_CORES) + 1 for c in replica_cores),
     )
     return lines
 
@@ -235,18 +257,39 @@ def markdown(results: dict[str, Any], command: str) -> list[str]:
         return []
     rows = [
         f"| {line['name']} | {line['formula']} | {fmt(line['low'])}{line['unit']} | "
-        f"{fmt(line['high'])}{line['unit']} |"
+        f"{fmt(line['high'])}{line['unit']} | {fmt(line['x10'])}{line['unit']} |"
         for line in found["lines"]
     ]
     return [
         f"## Capacity model for {DAU:,} daily active users ({found['inputs']['mode']} mode, figures above)",
         "",
         f"Low: {PEAK_USERS[0]:,} users at the peak x {FETCHES_PER_PEAK_HOUR[0]} fetches in the peak "
-        f"hour; high: {PEAK_USERS[1]:,} x {FETCHES_PER_PEAK_HOUR[1]}. Assumptions in bench/capacity.py; "
+        f"hour; high: {PEAK_USERS[1]:,} x {FETCHES_PER_PEAK_HOUR[1]}; x{GROWTH}: {GROWTH * DAU:,} daily "
+        f"users, {GROWTH * PEAK_USERS[1]:,} x {FETCHES_PER_PEAK_HOUR[1]}. Assumptions in bench/capacity.py; "
         "CPU per request as measured on this machine's cores (see docs/capacity.md).",
         "",
-        "| quantity | arithmetic | low | high |",
-        "|---|---|---|---|",
+        f"| quantity | arithmetic | low | high | x{GROWTH} |",
+        "|---|---|---|---|---|",
         *rows,
         "",
     ]
+
+
+def first_bottleneck(lines: dict[str, dict[str, Any]], case: str) -> str:
+    """What gives first at a case: of the parts that grow only by a bigger server (the one Redis
+    server the timeline code runs on today, the one PostgreSQL primary), the one furthest past
+    its budget; when neither is past it, the largest tier of instances."""
+    redis_servers = lines["Redis Cluster masters"][case]
+    primary_share = lines["share of one primary's budget"][case]
+    if redis_servers > 1 and redis_servers >= primary_share:
+        return (
+            f"Redis: the warm timelines need {redis_servers:,.0f} servers' worth of memory or CPU "
+            f"(one holds {lines['warm timelines one Redis server holds'][case]:,.0f} warm timelines), "
+            "and the timeline code runs on one Redis server, not yet on a Redis Cluster; the "
+            f"PostgreSQL primary is at {primary_share:.0%} of its budget"
+        )
+    if primary_share > 1:
+        return f"the PostgreSQL primary: every write goes to it, and it needs {primary_share:.1f}x its budget"
+    tiers = {name: lines[f"{name} instances"][case] for name in ("gateway", "timeline", "tweets")}
+    largest = max(tiers, key=lambda name: tiers[name])
+    return f"the {largest} tier's {tiers[largest]:,.0f} instances (it scales out by adding them)"

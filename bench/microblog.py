@@ -32,7 +32,7 @@ from bench.graphgen import Dataset, snowflake
 from bench.loader import BENCH_PASSWORD
 from bench.phases import READS_ONLY, StackUnderTest, run_phase
 from bench.plan import Plan
-from bench.probes import LOCAL_POOL, cold_readers, login, warm_timeline_bytes
+from bench.probes import LOCAL_POOL, cold_readers, fanout_depth, login, warm_timeline_bytes
 from bench.progress import Progress
 from bench.stats import summarize
 from chirp.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -59,6 +59,29 @@ T = TypeVar("T")
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+# The seeding's fan-out (every tweet pushed to its author's warm followers) must be done before
+# the reads are measured, or they measure it too. A bound for a loaded machine.
+SETTLE_SECONDS = 600.0
+SETTLE_QUIET_SAMPLES = 3
+
+
+async def settle(stack: StackUnderTest) -> float:
+    """Wait until the fan-out workers have taken every event (the stream's depth is 0 for a few
+    samples in a row); the seconds waited."""
+    started = time.monotonic()
+    quiet = 0
+    while stack.redis_url and time.monotonic() - started < SETTLE_SECONDS:
+        depth = await fanout_depth(stack.redis_url, stack.events_stream)
+        quiet = quiet + 1 if not depth else 0
+        if quiet >= SETTLE_QUIET_SAMPLES:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        if stack.redis_url:
+            _say(f"chirp bench: the fan-out still had events after {SETTLE_SECONDS:.0f} s; measuring anyway")
+    return time.monotonic() - started
 
 
 @dataclass(frozen=True)
@@ -381,6 +404,8 @@ async def measure(
         if kind in out["seeding"]:
             done = out["seeding"][kind]
             _say(f"chirp bench: microblog seeding: {done['per_second']:,.0f} {kind}/s over gRPC")
+    out["settle_seconds"] = await settle(stack)
+    _say(f"chirp bench: microblog seeding's fan-out done {out['settle_seconds']:.1f} s after the seeding")
     handles = [(user_id, seed_plan.copied.handles[i]) for i, user_id in enumerate(seed_plan.user_ids)]
     accounts = await login(stack.targets.url, handles, BENCH_PASSWORD)
     out["first_reads"] = await warm_all(stack, accounts)

@@ -161,6 +161,8 @@ def capacity_figures(results: dict[str, Any]) -> dict[str, str]:
         "largest_tier": (
             f"The {largest} tier is the largest ({_tier_counts(tiers)} instances at the high case)."
         ),
+        "bottleneck_high": capacity.first_bottleneck(lines, "high"),
+        "bottleneck_x10": capacity.first_bottleneck(lines, "x10"),
         "rest_envoy_ms": f"{i['rest_envoy_ms']:.2f}",
         "rest_stack_ms": f"{i['rest_stack_ms']:.2f}",
         "auth_ms": f"{max(0.0, i['rest_stack_ms'] - i['grpc_stack_ms']):.2f}",
@@ -168,7 +170,7 @@ def capacity_figures(results: dict[str, Any]) -> dict[str, str]:
         "warm_statements": report.num(design["postgres"]["statements_per_read"], 2),
         "shards_by": (
             f"{'Memory, not CPU' if shard_memory >= shard_cpu else 'CPU, not memory'}, sets the number of "
-            f"Redis shards at the high case ({math.ceil(shard_memory)} shards for the memory against "
+            f"Redis Cluster masters at the high case ({math.ceil(shard_memory)} for the memory against "
             f"{math.ceil(shard_cpu)} for the CPU)."
         ),
         "warm_reader_bytes": f"{i['warm_reader_bytes']:,.0f}",

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench import parse_targets
-from bench.capacity import model
+from bench import capacity, parse_targets
+from bench.capacity import first_bottleneck, model
 from bench.config import Mix, build_parser, config_from_args
 from bench.costs import per_core
 from bench.driver import OpResult, ProcessResult, merge
@@ -221,3 +221,21 @@ def test_the_gateway_costs_envoy_plus_the_auth_service() -> None:
     reads = next(line for line in found["lines"] if line["name"] == "peak timeline reads")
     # 0.5 ms of Envoy + (2.0 - 1.5) ms of Python per REST read over a gRPC read.
     assert gateway["high"] == pytest.approx(reads["high"] * 1.0 / 1000)
+
+
+def test_the_tenfold_case_and_what_gives_first() -> None:
+    found = model(results())
+    assert found is not None
+    lines = {line["name"]: line for line in found["lines"]}
+    reads = lines["peak timeline reads"]
+    assert reads["x10"] == pytest.approx(10 * reads["high"])
+    assert lines["gateway cores"]["x10"] == pytest.approx(10 * lines["gateway cores"]["high"])
+    masters = lines["Redis Cluster masters"]
+    assert masters["x10"] >= masters["high"] >= 1
+    # More warm timelines than one Redis server holds: the one-server timeline code gives first.
+    assert lines["warm timelines one Redis server holds"]["high"] < capacity.DAU
+    assert first_bottleneck(lines, "high").startswith("Redis")
+    # With the primary past its budget and one Redis enough, the primary is named.
+    small = {**lines, "Redis Cluster masters": {**masters, "high": 1.0}}
+    small["share of one primary's budget"] = {"high": 1.5}
+    assert first_bottleneck(small, "high").startswith("the PostgreSQL primary")

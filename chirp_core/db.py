@@ -216,11 +216,13 @@ class Connections:
         when this call began, else on the primary: as exact as the primary, for reads whose result
         is kept (a timeline built from it). Costs the primary one WAL-position query; a replica
         not yet there as last checked is asked again, for up to replica_catch_up_seconds."""
-        if self._replicas is None:
-            async with self.read() as conn:
-                return await query(conn)
-        position = await self.commit_lsn()
+        position = await self.commit_lsn() if self._replicas is not None else None
         return await self.run_stale(query, after_lsn=position, catch_up=True)
+
+    def is_replica(self, conn: AsyncConnection[Any]) -> bool:
+        """Whether a connection run_stale() handed out may be a replica's: there are replicas, and
+        its server is in recovery or does not say (pgbouncer passes few parameters on)."""
+        return self._replicas is not None and conn.info.parameter_status("in_hot_standby") != "off"
 
     async def _replica_connection(
         self, after_lsn: int | None, catch_up: bool = False
@@ -254,13 +256,12 @@ class ReadRouting:
 
     replicas: Replicas | None = None
     marks: WriteMarks | None = None
-    _redis: Any = None
 
     async def close(self) -> None:
         if self.replicas is not None:
             await self.replicas.close()
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self.marks is not None:
+            await self.marks.close()
 
 
 async def open_read_routing(
@@ -274,7 +275,7 @@ async def open_read_routing(
     from chirp_core.redis_client import open_request_redis
 
     client = open_request_redis(settings.redis_url, settings)
-    return ReadRouting(replicas, WriteMarks(client, settings.replica_max_lag_seconds), client)
+    return ReadRouting(replicas, WriteMarks(client, settings.replica_max_lag_seconds))
 
 
 async def open_replicas(
@@ -391,35 +392,40 @@ class Replicas:
             self.fell_back(self._why_none(after_lsn))
             return None
         for replica in usable:
-            try:
-                conn = await replica.pool.getconn(timeout=self._timeout)
-            except PoolTimeout as exc:
-                # A pool short of connections could not make one: down. A full one is only busy.
-                if replica.pool.get_stats().get("pool_size", 0) < replica.pool.max_size:
-                    replica.failed(exc)
-                continue
-            except psycopg.OperationalError as exc:
-                replica.failed(exc)
-                continue
-            try:
-                # Checked here rather than by the pool, which would wait out the deadline for a
-                # new connection to a replica that has just died.
-                await AsyncConnectionPool.check_connection(conn)
-            except psycopg.Error as exc:
-                await replica.pool.putconn(conn)
-                replica.failed(exc)
-                continue
-            self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
-            return replica, conn
+            conn = await self._acquire(replica)
+            if conn is not None:
+                self._metrics.db_stale_reads.labels(self._database, replica.label).inc()
+                return replica, conn
         self.fell_back("unreachable")
         return None
+
+    async def _acquire(self, replica: Replica) -> AsyncConnection[Any] | None:
+        """A checked connection of the replica, or None (the replica marked down when it is)."""
+        try:
+            conn = await replica.pool.getconn(timeout=self._timeout)
+        except PoolTimeout as exc:
+            # A pool short of connections could not make one: down. A full one is only busy.
+            if replica.pool.get_stats().get("pool_size", 0) < replica.pool.max_size:
+                replica.failed(exc)
+            return None
+        except psycopg.OperationalError as exc:
+            replica.failed(exc)
+            return None
+        try:
+            # Checked here rather than by the pool, which would wait out the deadline for a
+            # new connection to a replica that has just died.
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error as exc:
+            await replica.pool.putconn(conn)
+            replica.failed(exc)
+            return None
+        return conn
 
     async def _caught_up(self, after_lsn: int) -> tuple[Replica, AsyncConnection[Any]] | None:
         deadline = time.monotonic() + self._catch_up
         for replica in self.usable():
-            try:
-                conn = await replica.pool.getconn(timeout=self._timeout)
-            except (PoolTimeout, psycopg.OperationalError):
+            conn = await self._acquire(replica)
+            if conn is None:
                 continue
             try:
                 while True:

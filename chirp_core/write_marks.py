@@ -42,6 +42,8 @@ def mark_key(user_id: int) -> str:
 
 
 class WriteMarks:
+    """The marks, on a Redis client of their own (close() closes it)."""
+
     def __init__(self, client: Any, ttl_seconds: float) -> None:
         self._redis = client
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
@@ -61,3 +63,6 @@ class WriteMarks:
         except (RedisError, OSError, TimeoutError) as exc:
             raise MarksUnavailable(str(exc)) from exc
         return None if value is None else int(value)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

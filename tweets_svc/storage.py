@@ -32,6 +32,7 @@ class TweetStorage:
         self._read = connections.read
         self._write = connections.write
         self._stale = connections.run_stale
+        self._is_replica = connections.is_replica
         # The reads a timeline keeps the result of (its cold rebuild, a celebrity's recent set).
         self._fresh = connections.run_fresh
 
@@ -183,9 +184,11 @@ class TweetStorage:
             )
             return await with_media(conn, await cur.fetchall())
 
+        async def on_some_server(conn: AsyncConnection[Any]) -> tuple[list[Tweet], bool]:
+            return await query(conn, wanted), self._is_replica(conn)
+
         wanted = list(tweet_ids)
-        found: list[Tweet]
-        found, on_replica = await self._stale(lambda conn: _with_server(conn, query(conn, wanted)))
+        found, on_replica = await self._stale(on_some_server)
         missing = sorted(set(wanted) - {t.tweet_id for t in found})
         if not on_replica or not missing:
             return found
@@ -256,10 +259,3 @@ async def _add_event(conn: AsyncConnection[Any], event_type: str, tweet: Tweet) 
         "INSERT INTO tweets.outbox (event_type, aggregate_id, payload) VALUES (%s, %s, %s)",
         (event_type, tweet.tweet_id, Jsonb(payload)),
     )
-
-
-async def _with_server(conn: AsyncConnection[Any], work: Any) -> tuple[Any, bool]:
-    """`work`'s result, and whether the connection may be a replica's: a server in recovery, or one
-    that does not say (pgbouncer passes few parameters on)."""
-    result = await work
-    return result, conn.info.parameter_status("in_hot_standby") != "off"

@@ -349,18 +349,7 @@ class Rehearsal:
                 f"\n# The rehearsal's hosts.\nhost all all {self.subnet} trust\n"
                 f"host replication all {self.subnet} trust\n"
             )
-        self.start(
-            "db1",
-            "db1-postgres",
-            [
-                str(postgres_bin() / "postgres"),
-                *("-D", str(server.pgdata), "-h", ip, "-p", str(PG_PORT), "-k", ""),
-                # The rehearsal's data is thrown away at the end.
-                *("-c", "fsync=off", "-c", "max_connections=200"),
-            ],
-            stop_signal=signal.SIGINT,
-            postgres_user=True,
-        )
+        self.start_postgres("db1", server.pgdata)
         self.wait_until(
             "PostgreSQL on db1", lambda: self.answers(self.pg_url("db1", "postgres")), POSTGRES_READY
         )
@@ -387,21 +376,26 @@ class Rehearsal:
             ["ip", "netns", "exec", self.ns("db2"), *as_postgres_user(basebackup, "KILL")], BASEBACKUP_TIMEOUT
         )
         copied = time.monotonic() - began
+        self.start_postgres("db2", pgdata)
+        self.wait_until(
+            "the standby on db2", lambda: self.in_recovery(self.pg_url("db2", "postgres")), POSTGRES_READY
+        )
+        say(f"db2: hot standby at {ip}:{PG_PORT}, pg_basebackup -R from db1 in {copied:.1f} s")
+
+    def start_postgres(self, host: str, pgdata: Path) -> None:
+        """PostgreSQL on `pgdata`, listening on the host's address, as the server's user."""
         self.start(
-            "db2",
-            "db2-postgres",
+            host,
+            f"{host}-postgres",
             [
                 str(postgres_bin() / "postgres"),
-                *("-D", str(pgdata), "-h", ip, "-p", str(PG_PORT), "-k", ""),
+                *("-D", str(pgdata), "-h", self.ips[host], "-p", str(PG_PORT), "-k", ""),
+                # The rehearsal's data is thrown away at the end.
                 *("-c", "fsync=off", "-c", "max_connections=200"),
             ],
             stop_signal=signal.SIGINT,
             postgres_user=True,
         )
-        self.wait_until(
-            "the standby on db2", lambda: self.in_recovery(self.pg_url("db2", "postgres")), POSTGRES_READY
-        )
-        say(f"db2: hot standby at {ip}:{PG_PORT}, pg_basebackup -R from db1 in {copied:.1f} s")
 
     def pg_url(self, host: str, database: str = DATABASE) -> str:
         return f"postgresql://postgres@{self.ips[host]}:{PG_PORT}/{database}"

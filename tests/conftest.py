@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 import redis
+import redis.cluster
 
 from chirp_app.embedded_pg import EmbeddedPostgres
 from chirp_app.embedded_redis import EmbeddedRedis
@@ -23,11 +24,33 @@ from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
 from tests.helpers.api import Api, api_for
 from tests.helpers.pgbouncer import PgBouncer
+from tests.helpers.redis_cluster import LocalRedisCluster
 
 SCHEMAS = ("graph", "tweets")
 # With CHIRP_TEST_PGBOUNCER=1, the pgbouncer (transaction mode) in front of the test server, which
 # the services of settings_for_tests go through; the tests' own queries go to the server directly.
 _pgbouncer: list[PgBouncer] = []
+# With CHIRP_TEST_REDIS_CLUSTER=1, a 3-master Redis Cluster of the session's own, which the
+# services of settings_for_tests use (started on first use, stopped at the session's end).
+_redis_cluster: list[LocalRedisCluster] = []
+
+
+def session_redis_cluster() -> LocalRedisCluster | None:
+    if os.environ.get("CHIRP_TEST_REDIS_CLUSTER") != "1":
+        return None
+    if not _redis_cluster:
+        cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="chirp-test-cluster-")))
+        cluster.start()
+        _redis_cluster.append(cluster)
+    return _redis_cluster[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_redis_cluster() -> Iterator[None]:
+    yield
+    for cluster in _redis_cluster:
+        cluster.stop()
+    _redis_cluster.clear()
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +109,14 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
     if _pgbouncer:
         database_url = _pgbouncer[0].url(database_url)
         changes = {"db_prepare_threshold": None, **changes}
+    redis_url = os.environ.get("CHIRP_TEST_REDIS_URL") or None
+    cluster = session_redis_cluster()
+    if cluster is not None and "redis_url" not in changes:
+        redis_url = cluster.url
+        changes = {"redis_cluster": True, **changes}
     return Settings(
         database_url=database_url,
-        redis_url=os.environ.get("CHIRP_TEST_REDIS_URL") or None,
+        redis_url=redis_url,
         data_dir=data_dir,
         graph_port=0,
         tweets_port=0,
@@ -127,9 +155,19 @@ def empty_tables(request: pytest.FixtureRequest) -> None:
     if "stack" not in request.fixturenames and "api" not in request.fixturenames:
         return
     stack: Stack = request.getfixturevalue("stack")
-    with redis.Redis.from_url(stack.redis_url) as client:
-        client.flushdb()
+    flush_redis(stack.settings)
     empty_database(request.getfixturevalue("database_url"))
+
+
+def flush_redis(settings: Settings) -> None:
+    """Empty the Redis of settings (every node of a cluster)."""
+    assert settings.redis_url
+    if settings.redis_cluster:
+        with redis.cluster.RedisCluster.from_url(settings.redis_url) as cluster:
+            cluster.flushdb(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        return
+    with redis.Redis.from_url(settings.redis_url) as client:
+        client.flushdb()
 
 
 def empty_database(url: str) -> None:

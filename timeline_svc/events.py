@@ -32,11 +32,11 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol
 
-import redis.asyncio
 from redis.exceptions import ResponseError
 
 from chirp_core.errors import ChirpError
 from chirp_core.metrics import Metrics
+from chirp_core.redis_client import RedisClient
 from chirp_core.tasks import raise_if_cancelled, stop_tasks
 from timeline_svc.models import Event
 from timeline_svc.ports import Unavailable, UnknownUser
@@ -78,7 +78,7 @@ class FanoutWorkers:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: RedisClient,
         applier: Applier,
         *,
         stream: str,

@@ -14,6 +14,9 @@ best effort, for read-your-writes before the outbox events reach the workers:
                                 author's own timeline fetches their newest tweets from PostgreSQL
 The timeline reads them; it never writes them. They are the tweets service's contract, like its
 events, so the tweets service knows nothing of the timeline's formats.
+
+The braces are literal: a Redis Cluster hash tag, which puts a tweet's cache entry beside its
+changed marker, and an author's last post beside the keys of their own timeline.
 """
 
 from __future__ import annotations
@@ -28,15 +31,15 @@ MEMBER_BYTES = 24
 
 
 def tweet_key(tweet_id: int) -> str:
-    return f"{TWEET_KEY_PREFIX}{tweet_id}"
+    return f"{TWEET_KEY_PREFIX}{{{tweet_id}}}"
 
 
 def changed_key(tweet_id: int) -> str:
-    return f"{CHANGED_KEY_PREFIX}{tweet_id}"
+    return f"{CHANGED_KEY_PREFIX}{{{tweet_id}}}"
 
 
 def last_post_key(user_id: int) -> str:
-    return f"{LAST_POST_KEY_PREFIX}{user_id}"
+    return f"{LAST_POST_KEY_PREFIX}{{{user_id}}}"
 
 
 def timeline_member(tweet_id: int, author_id: int, reply_to_user_id: int) -> bytes:

@@ -15,8 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, TypeVar
 
-import redis.asyncio
-
+from chirp_core.redis_client import RedisClient
 from chirp_core.tasks import raise_if_cancelled
 from timeline_svc.models import Entry
 from timeline_svc.ports import LiveBatch, LiveUnavailable, StoreUnavailable
@@ -35,7 +34,7 @@ async def _guarded(call: Awaitable[T]) -> T:
 
 
 class LiveFeed:
-    def __init__(self, client: redis.asyncio.Redis, store: TimelineStore, *, celebrities: bool) -> None:
+    def __init__(self, client: RedisClient, store: TimelineStore, *, celebrities: bool) -> None:
         self._redis = client
         self._store = store
         self._celebrities = celebrities

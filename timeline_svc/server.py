@@ -13,10 +13,11 @@ import redis.asyncio
 from chirp.timeline.v1 import timeline_pb2
 from chirp_core.grpc_server import RunningServer, start_server
 from chirp_core.metrics import Metrics
-from chirp_core.redis_client import open_redis, open_request_redis
+from chirp_core.redis_client import RedisClient, open_redis, open_request_redis
 from chirp_core.rpc import downstream_channel
 from chirp_core.settings import Settings
 from timeline_svc.cache import TweetCache
+from timeline_svc.cluster_storage import ClusterTimelineStore, ClusterTweetCacheStorage
 from timeline_svc.events import FanoutWorkers
 from timeline_svc.fanout import FanoutApplier
 from timeline_svc.home import Builder, FanoutHomeTimeline
@@ -89,19 +90,25 @@ async def start(settings: Settings, port: int, *, metrics: Metrics | None = None
         client = open_request_redis(settings.redis_url, settings)
         # Blocking reads (XREADGROUP BLOCK, pub/sub) need a longer read timeout than requests, and
         # the workers' scripts (a push to thousands of timelines) more than a request's deadline.
-        blocking = open_redis(settings.redis_url, read_timeout=settings.fanout_block_seconds + 5.0)
-        background = open_redis(settings.redis_url)
+        cluster = settings.redis_cluster
+        blocking = open_redis(
+            settings.redis_url, read_timeout=settings.fanout_block_seconds + 5.0, cluster=cluster
+        )
+        background = open_redis(settings.redis_url, cluster=cluster)
         closers += [client.aclose, blocking.aclose, background.aclose]
         hybrid = mode == "hybrid"
 
-        def timelines(over: redis.asyncio.Redis) -> tuple[TimelineStore, Builder, TweetCache]:
-            store = TimelineStore(
-                over,
-                namespace=settings.timeline_namespace,
-                cap=settings.timeline_size,
-                ttl_seconds=max(1, int(settings.timeline_warm_days * 86400)),
-            )
-            cache_storage = TweetCacheStorage(over, ttl_seconds=settings.tweet_cache_seconds)
+        def timelines(over: RedisClient) -> tuple[TimelineStore, Builder, TweetCache]:
+            namespace, cap = settings.timeline_namespace, settings.timeline_size
+            ttl = max(1, int(settings.timeline_warm_days * 86400))
+            store: TimelineStore
+            cache_storage: TweetCacheStorage
+            if isinstance(over, redis.asyncio.RedisCluster):
+                store = ClusterTimelineStore(over, namespace=namespace, cap=cap, ttl_seconds=ttl)
+                cache_storage = ClusterTweetCacheStorage(over, ttl_seconds=settings.tweet_cache_seconds)
+            else:
+                store = TimelineStore(over, namespace=namespace, cap=cap, ttl_seconds=ttl)
+                cache_storage = TweetCacheStorage(over, ttl_seconds=settings.tweet_cache_seconds)
             cache = TweetCache(cache_storage, tweets, users, metrics=metrics)
             return store, Builder(store, graph, tweets), cache
 

@@ -2,7 +2,9 @@
 scripts in lua/), but the live stream's pub/sub (timeline_svc.live) and the events stream's
 consumer group (timeline_svc.events). Redis errors leave here as ports.StoreUnavailable.
 
-Keys, under the namespace prefix P (settings.timeline_namespace):
+Keys, under the namespace prefix P (settings.timeline_namespace); the part in braces is the Redis
+Cluster hash tag, which puts a reader's keys (and the reader's last post, timeline_svc.keys) in one
+slot, and the keys shared by all authors in the namespace's:
   P:t:{reader}    the home timeline, a string of 16-byte binary records (layout in lua/lib.lua),
                   capped, TTL = warm period: about 16 bytes per entry (a warm 800-entry timeline
                   and a follow set of 100: under 16 KB, tests/timeline_svc/fanout/test_memory.py)
@@ -10,18 +12,18 @@ Keys, under the namespace prefix P (settings.timeline_namespace):
                   so that it exists while empty), kept with the timeline
   P:fv:{reader}   per followee, the seq of the last follow (+) or unfollow (-) event applied
   P:r:{author}    the author's recent tweets, same layout as a timeline, loaded on demand
-  P:celebs        the authors above the celebrity threshold (hybrid mode)
-  P:fc, P:fcv     follower count per author, and the seq of the event that set it
-  P:backfill      former celebrities whose recent tweets are still being copied to timelines
+  {P}:celebs      the authors above the celebrity threshold (hybrid mode)
+  {P}:fc, {P}:fcv follower count per author, and the seq of the event that set it
+  {P}:backfill    former celebrities whose recent tweets are still being copied to timelines
   P:live:u:{reader}  pub/sub: "t:<entry>" when a tweet entered the timeline, "f" on a follow change
   P:live:a:{author}  pub/sub: "t:<entry>" for each tweet of the author (the celebrities' streams)
 An <entry> is timeline_svc.keys.timeline_member: 24 bytes.
-(Sorted sets under P:tl: and P:rc: were the layout before; they are left to expire.)
 The tweet cache is shared by every namespace, and the tweets service's own keys (what changed, the
 authors' last posts) are read here too: timeline_svc.keys.
 
-Scripts touch keys they compute from their arguments, so this layout needs one Redis, not a
-Redis Cluster (hash tags per reader would be the change).
+On one Redis a script may read any key, and a warm read is one round trip (read.lua reads the
+followed celebrities' recent sets and the cached tweets itself). On a Redis Cluster every script
+touches one slot: timeline_svc.cluster_storage reads what lives in other slots around them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import redis.asyncio
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from chirp_core.redis_client import RedisClient
 from timeline_svc.keys import (
     CHANGED_KEY_PREFIX,
     TOMBSTONE,
@@ -113,37 +116,39 @@ def _id(value: int) -> bytes:
 
 
 class TimelineStore:
-    def __init__(self, client: redis.asyncio.Redis, *, namespace: str, cap: int, ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, *, namespace: str, cap: int, ttl_seconds: int) -> None:
         self.redis = client
         self.cap = cap
         self.ttl = ttl_seconds
         prefix = f"{namespace}:"
         self._prefix = prefix
-        self.celebrities_key = f"{prefix}celebs"
-        self._counts = f"{prefix}fc"
-        self._count_versions = f"{prefix}fcv"
-        self._backfills = f"{prefix}backfill"
+        # The keys of every author share one slot of a Redis Cluster (scripts touch them together).
+        shared = f"{{{namespace}}}:"
+        self.celebrities_key = f"{shared}celebs"
+        self._counts = f"{shared}fc"
+        self._count_versions = f"{shared}fcv"
+        self._backfills = f"{shared}backfill"
         self._scripts = _load_scripts(client)
 
     # Keys and channels.
 
     def timeline_key(self, reader: int) -> str:
-        return f"{self._prefix}t:{reader}"
+        return f"{self._prefix}t:{{{reader}}}"
 
     def following_key(self, reader: int) -> str:
-        return f"{self._prefix}fl:{reader}"
+        return f"{self._prefix}fl:{{{reader}}}"
 
     def versions_key(self, reader: int) -> str:
-        return f"{self._prefix}fv:{reader}"
+        return f"{self._prefix}fv:{{{reader}}}"
 
     def recent_key(self, author: int) -> str:
-        return f"{self._prefix}r:{author}"
+        return f"{self._prefix}r:{{{author}}}"
 
     def reader_channel(self, reader: int) -> str:
-        return f"{self._prefix}live:u:{reader}"
+        return f"{self._prefix}live:u:{{{reader}}}"
 
     def author_channel(self, author: int) -> str:
-        return f"{self._prefix}live:a:{author}"
+        return f"{self._prefix}live:a:{{{author}}}"
 
     def _reader_keys(self, reader: int) -> list[str]:
         return [self.timeline_key(reader), self.following_key(reader), self.versions_key(reader)]
@@ -157,7 +162,7 @@ class TimelineStore:
         """Up to `want` entries with min_id < id < max_id (0 = unbounded) in one round trip."""
         reply = await self._run(
             "read",
-            [*self._reader_keys(reader), self.celebrities_key, last_post_key(reader)],
+            [*self._reader_keys(reader), last_post_key(reader), self.celebrities_key],
             [
                 reader,
                 _id(max_id) if max_id else INFINITE,
@@ -170,19 +175,7 @@ class TimelineStore:
                 CHANGED_KEY_PREFIX,
             ],
         )
-        status = reply[0]
-        if status == b"cold":
-            return Cold()
-        if status == b"missing":
-            return MissingRecent([int(author) for author in reply[1:]])
-        count = int(reply[3])
-        pending = reply[2]
-        return RawPage(
-            members=reply[4 : 4 + count],
-            cached=[_blob(blob) for blob in reply[4 + count : 4 + 2 * count]],
-            horizon=int.from_bytes(reply[1], "big"),
-            pending_own=int(pending) if pending else 0,
-        )
+        return _parse_page(reply)
 
     @_translating
     async def touch(self, reader: int) -> bool:
@@ -274,17 +267,11 @@ class TimelineStore:
     async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
         """follow.lua: 'cold', 'stale', 'need_recent' or 'ok'."""
         keys = [*self._reader_keys(reader), self.recent_key(followee)]
-        args = [
-            reader,
-            followee,
-            seq,
-            1 if follow else 0,
-            1 if merge else 0,
-            self.cap,
-            self.ttl,
-            self.reader_channel(reader),
-        ]
-        return _text(await self._run("follow", keys, args))
+        return _text(await self._run("follow", keys, self._edge_args(reader, followee, seq, follow, merge)))
+
+    def _edge_args(self, reader: int, followee: int, seq: int, follow: bool, merge: bool) -> list[Any]:
+        channel = self.reader_channel(reader)
+        return [reader, followee, seq, 1 if follow else 0, 1 if merge else 0, self.cap, self.ttl, channel]
 
     @_translating
     async def apply_count(self, user: int, count: int, seq: int, threshold: int | None) -> str:
@@ -343,7 +330,7 @@ _SCRIPT_NAMES = (
 )
 
 
-def _load_scripts(client: redis.asyncio.Redis) -> dict[str, AsyncScript]:
+def _load_scripts(client: RedisClient) -> dict[str, AsyncScript]:
     folder = resources.files("timeline_svc").joinpath("lua")
     library = folder.joinpath("lib.lua").read_text()
     return {
@@ -355,7 +342,7 @@ def _load_scripts(client: redis.asyncio.Redis) -> dict[str, AsyncScript]:
 class TweetCacheStorage:
     """The tweet cache (timeline_svc.keys): hydrated tweets, each for `ttl_seconds`."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, ttl_seconds: float) -> None:
+    def __init__(self, client: RedisClient, *, ttl_seconds: float) -> None:
         self._redis = client
         self._ttl = max(1, int(ttl_seconds))
         self._put = client.register_script(
@@ -383,13 +370,34 @@ class TweetCacheStorage:
         if not tweets:
             return
         keys = [*(tweet_key(t.tweet_id) for t in tweets), *(changed_key(t.tweet_id) for t in tweets)]
-        blobs = [t.data for t in tweets]
-        await self._put(keys=keys, args=[self._ttl, TOMBSTONE_SECONDS, TOMBSTONE, *blobs], client=self._redis)
+        args = self._put_args([t.data for t in tweets])
+        await self._put(keys=keys, args=args, client=self._redis)
+
+    def _put_args(self, blobs: Sequence[bytes]) -> list[Any]:
+        """cache_put.lua's arguments for these tweets' bytes."""
+        return [self._ttl, TOMBSTONE_SECONDS, TOMBSTONE, *blobs]
 
     @_translating
     async def forget(self, tweet_id: int) -> None:
         """Tombstone an edited or deleted tweet."""
         await self._redis.set(tweet_key(tweet_id), TOMBSTONE, ex=TOMBSTONE_SECONDS)
+
+
+def _parse_page(reply: Any) -> RawPage | Cold | MissingRecent:
+    """What read.lua returned."""
+    status = reply[0]
+    if status == b"cold":
+        return Cold()
+    if status == b"missing":
+        return MissingRecent([int(author) for author in reply[1:]])
+    count = int(reply[3])
+    pending = reply[2]
+    return RawPage(
+        members=reply[4 : 4 + count],
+        cached=[_blob(blob) for blob in reply[4 + count : 4 + 2 * count]],
+        horizon=int.from_bytes(reply[1], "big"),
+        pending_own=int(pending) if pending else 0,
+    )
 
 
 def _blob(blob: bytes | None) -> bytes | None:

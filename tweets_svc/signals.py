@@ -4,6 +4,7 @@ The events reach the timeline service's workers a moment later; until then two k
 service's own say what just changed, so that readers see their own writes at once:
   chirp:tweets:changed:{tweet}  an edit or a delete was committed (CHANGED_SECONDS)
   chirp:tweets:last:{author}    the author's newest tweet ID (LAST_POST_SECONDS)
+(The braces are literal, a Redis Cluster hash tag: timeline_svc/keys.py.)
 The timeline service reads them (timeline_svc/keys.py) and keeps its own formats to itself.
 
 Why keys and not a call to the timeline service: they cost the write one SET and the timeline's
@@ -22,6 +23,8 @@ import time
 
 import redis.asyncio
 
+from chirp_core.redis_client import RedisClient
+
 log = logging.getLogger("chirp.tweets.signals")
 
 CHANGED_KEY_PREFIX = "chirp:tweets:changed:"
@@ -36,15 +39,15 @@ class RedisTweetSignals:
 
     PAUSE_SECONDS = 2.0
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._paused_until = 0.0
 
     async def changed(self, tweet_id: int) -> None:
-        await self._set(f"{CHANGED_KEY_PREFIX}{tweet_id}", b"1", CHANGED_SECONDS)
+        await self._set(f"{CHANGED_KEY_PREFIX}{{{tweet_id}}}", b"1", CHANGED_SECONDS)
 
     async def posted(self, tweet_id: int, author_id: int, reply_to_user_id: int) -> None:
-        await self._set(f"{LAST_POST_KEY_PREFIX}{author_id}", str(tweet_id).encode(), LAST_POST_SECONDS)
+        await self._set(f"{LAST_POST_KEY_PREFIX}{{{author_id}}}", str(tweet_id).encode(), LAST_POST_SECONDS)
 
     async def _set(self, key: str, value: bytes, seconds: int) -> None:
         if time.monotonic() < self._paused_until:

@@ -232,9 +232,17 @@ def test_the_tenfold_case_and_what_gives_first() -> None:
     assert lines["gateway cores"]["x10"] == pytest.approx(10 * lines["gateway cores"]["high"])
     masters = lines["Redis Cluster masters"]
     assert masters["x10"] >= masters["high"] >= 1
-    # More warm timelines than one Redis server holds: the one-server timeline code gives first.
+    # More warm timelines than one Redis server holds: a Redis Cluster of several masters.
     assert lines["warm timelines one Redis server holds"]["high"] < capacity.DAU
-    assert first_bottleneck(lines, "high").startswith("Redis")
+    # With the primary within its budget, the largest fleet is named, and the primary's share said.
+    fleets = {
+        "the Redis Cluster": masters["high"],
+        **{f"the {t} tier": lines[f"{t} instances"]["high"] for t in ("gateway", "timeline", "tweets")},
+    }
+    named = first_bottleneck(lines, "high")
+    assert named.startswith(max(fleets, key=lambda f: fleets[f]))
+    assert f"{masters['high']:,.0f} Cluster masters" in named
+    assert "primary, which only a bigger server grows, is at" in named
     # With the primary past its budget and one Redis enough, the primary is named.
     small = {**lines, "Redis Cluster masters": {**masters, "high": 1.0}}
     small["share of one primary's budget"] = {"high": 1.5}

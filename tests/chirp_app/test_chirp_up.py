@@ -94,11 +94,11 @@ def test_chirp_up_runs_the_relays_and_the_fanout_workers_asked_for(tmp_path: Pat
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 waiting = [c for c in client.client_list() if c["cmd"] == "xreadgroup" and "b" in c["flags"]]
-                if len(waiting) == 3 and client.exists("chirp:events") and client.xlen("chirp:events"):
+                if len(waiting) == 3 and client.exists("chirp:{events}") and client.xlen("chirp:{events}"):
                     break
                 time.sleep(0.1)
             assert len(waiting) == 3, client.client_list()
-            events = [fields[b"type"] for _, fields in client.xrange("chirp:events")]
+            events = [fields[b"type"] for _, fields in client.xrange("chirp:{events}")]
             assert b"followed" in events
 
 

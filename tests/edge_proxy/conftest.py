@@ -56,6 +56,7 @@ async def edge(
         # Exact counts under a burst of concurrent calls on cold connections, on a loaded machine:
         # the request deadline itself is tested in tests/chirp_core/test_redis_breaker.py.
         redis_timeout_ms=1000,
+        redis_cluster=False,  # the edge's own Redis (its counters on a cluster: test_redis_cluster.py)
     )
     server = await edge_server.start(settings, embedded_redis.url, 0)
     channel = grpc.aio.insecure_channel(f"{settings.host}:{server.port}")

@@ -13,13 +13,14 @@ from chirp.timeline.v1 import timeline_pb2, timeline_pb2_grpc
 from chirp.tweets.v1 import tweets_pb2
 from chirp_core.grpc_server import RunningServer
 from chirp_core.metrics import Metrics
-from chirp_core.redis_client import open_redis
+from chirp_core.redis_client import REDIS_TIMEOUT_SECONDS, RedisClient, open_redis
 from chirp_core.settings import Settings
 from tests.helpers.api import LAG_SECONDS, Api, as_user, eventually
 from tests.helpers.graph import follow, unfollow
 from tests.helpers.tweets import post
+from timeline_svc.cluster_storage import ClusterTimelineStore, ClusterTweetCacheStorage
 from timeline_svc.server import start
-from timeline_svc.storage import TimelineStore
+from timeline_svc.storage import TimelineStore, TweetCacheStorage
 
 __all__ = ["LAG_SECONDS", "Timeline", "applied", "eventually", "follow", "post", "start_timeline", "unfollow"]
 
@@ -35,7 +36,7 @@ class Timeline:
     server: RunningServer
     channel: grpc.aio.Channel
     stub: timeline_pb2_grpc.TimelineServiceStub
-    redis: redis.asyncio.Redis
+    redis: RedisClient
     store: TimelineStore
 
     @property
@@ -89,14 +90,33 @@ async def start_timeline(base: Settings, mode: str, **changes: Any) -> Timeline:
     settings = base.with_changes(timeline_mode=mode, **{**defaults, **changes})
     server = await start(settings, 0)
     channel = grpc.aio.insecure_channel(f"{settings.host}:{server.port}")
-    assert settings.redis_url
-    client = open_redis(settings.redis_url)
-    store = TimelineStore(
-        client, namespace=settings.timeline_namespace, cap=settings.timeline_size, ttl_seconds=60
-    )
+    client = open_redis_of(settings)
+    store = store_of(client, namespace=settings.timeline_namespace, cap=settings.timeline_size)
     return Timeline(
         mode, settings, server, channel, timeline_pb2_grpc.TimelineServiceStub(channel), client, store
     )
+
+
+def open_redis_of(settings: Settings, *, read_timeout: float = REDIS_TIMEOUT_SECONDS) -> RedisClient:
+    """A plain client of the Redis (or Redis Cluster) of settings."""
+    assert settings.redis_url
+    return open_redis(settings.redis_url, read_timeout=read_timeout, cluster=settings.redis_cluster)
+
+
+def store_of(client: RedisClient, *, namespace: str, cap: int) -> TimelineStore:
+    """The timeline storage over client, as the service builds it."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        # The celebrity set read afresh each time: a test looks right after a change.
+        return ClusterTimelineStore(
+            client, namespace=namespace, cap=cap, ttl_seconds=60, celebrities_seconds=0
+        )
+    return TimelineStore(client, namespace=namespace, cap=cap, ttl_seconds=60)
+
+
+def cache_storage_of(client: RedisClient) -> TweetCacheStorage:
+    if isinstance(client, redis.asyncio.RedisCluster):
+        return ClusterTweetCacheStorage(client, ttl_seconds=60)
+    return TweetCacheStorage(client, ttl_seconds=60)
 
 
 async def applied(timeline: Timeline, event_type: str) -> float:

@@ -8,10 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-import redis.asyncio
 
 from chirp_app.stack import Stack
-from chirp_core.redis_client import open_redis
+from tests.helpers.fanout import open_redis_of, store_of
 from timeline_svc.models import Entry
 from timeline_svc.storage import RawPage, TimelineStore
 
@@ -20,9 +19,9 @@ CAP = 50
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def store(stack: Stack) -> AsyncIterator[TimelineStore]:
-    client: redis.asyncio.Redis = open_redis(stack.redis_url)
+    client = open_redis_of(stack.settings)
     try:
-        yield TimelineStore(client, namespace=f"test-layout-{uuid.uuid4().hex[:8]}", cap=CAP, ttl_seconds=60)
+        yield store_of(client, namespace=f"test-layout-{uuid.uuid4().hex[:8]}", cap=CAP)
     finally:
         await client.aclose()
 

@@ -13,19 +13,19 @@ from importlib import resources
 
 import pytest
 import pytest_asyncio
-import redis.asyncio
 
 from chirp.tweets.v1 import tweets_pb2
 from chirp_app.stack import Stack
-from chirp_core.redis_client import open_redis
+from chirp_core.redis_client import RedisClient
 from chirp_core.rpc import downstream_channel
 from chirp_core.snowflake import lowest_id_at
 from tests.helpers.api import Api, as_user
+from tests.helpers.fanout import open_redis_of, store_of
 from tests.helpers.graph import follow
 from tests.helpers.tweets import post
 from timeline_svc.models import Entry
 from timeline_svc.pull import PullTimeline
-from timeline_svc.storage import RawPage, TimelineStore
+from timeline_svc.storage import RawPage
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore
 from timeline_svc.visibility import in_home_timeline, reply_reaches
 
@@ -74,8 +74,8 @@ def test_the_rule(rule: Case) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def redis_client(stack: Stack) -> AsyncIterator[redis.asyncio.Redis]:
-    client = open_redis(stack.redis_url)
+async def redis_client(stack: Stack) -> AsyncIterator[RedisClient]:
+    client = open_redis_of(stack.settings)
     try:
         yield client
     finally:
@@ -83,7 +83,7 @@ async def redis_client(stack: Stack) -> AsyncIterator[redis.asyncio.Redis]:
 
 
 @pytest.mark.parametrize("rule", CASES, ids=[c.name for c in CASES])
-async def test_lib_lua_reply_ok(rule: Case, redis_client: redis.asyncio.Redis) -> None:
+async def test_lib_lua_reply_ok(rule: Case, redis_client: RedisClient) -> None:
     reader, author, reply_to_user, follows = rule.ids(NUMBERED)
     following = f"test:reply-rule:{uuid.uuid4().hex}"
     await redis_client.sadd(following, "0", *follows)
@@ -99,9 +99,9 @@ async def test_lib_lua_reply_ok(rule: Case, redis_client: redis.asyncio.Redis) -
 
 
 @pytest.mark.parametrize("rule", CASES, ids=[c.name for c in CASES])
-async def test_read_lua(rule: Case, redis_client: redis.asyncio.Redis) -> None:
+async def test_read_lua(rule: Case, redis_client: RedisClient) -> None:
     reader, author, reply_to_user, follows = rule.ids(NUMBERED)
-    store = TimelineStore(redis_client, namespace=f"test-rule-{uuid.uuid4().hex[:8]}", cap=10, ttl_seconds=60)
+    store = store_of(redis_client, namespace=f"test-rule-{uuid.uuid4().hex[:8]}", cap=10)
     tweet_id = lowest_id_at(datetime.now(UTC)) + 1
     try:
         assert await store.begin_build(reader)

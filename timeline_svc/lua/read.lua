@@ -1,11 +1,14 @@
 -- One page of a warm home timeline: the reader's timeline merged with the recent tweets of the
 -- celebrities they follow, filtered by the follow and reply rules (timeline_svc/visibility.py's
 -- in_home_timeline), with the cached tweets.
--- KEYS: 1 timeline, 2 following, 3 edge versions, 4 celebrities, 5 reader's last post (the tweets
---       service's key: a tweet ID)
+-- KEYS: 1 timeline, 2 following, 3 edge versions, 4 reader's last post (the tweets service's key:
+--       a tweet ID), 5 celebrities (merge mode 1 only)
 -- ARGV: 1 reader, 2 max id (exclusive, 8 bytes), 3 min id (exclusive, 8 bytes), 4 want,
---       5 merge celebrities (1/0), 6 ttl seconds, 7 recent-set key prefix, 8 tweet cache prefix,
---       9 the tweets service's changed-marker prefix (a cached tweet with a marker is a miss)
+--       5 merge celebrities: 0 no, 1 the followed celebrities' recent sets read here, 2 the sets
+--       given from ARGV[10] on (a Redis Cluster, where they live in other slots),
+--       6 ttl seconds, 7 recent-set key prefix, 8 tweet cache prefix ('': the caller reads the
+--       cache), 9 the tweets service's changed-marker prefix (a cached tweet with a marker is a miss)
+-- Keys built here carry their ID as a hash tag: prefix .. '{' .. id .. '}'.
 -- Returns {'cold'} | {'missing', celebrity...} |
 --   {'ok', horizon, last post not yet in the timeline or '', n, entry x n, cached tweet x n}
 local tl, following = KEYS[1], KEYS[2]
@@ -19,10 +22,16 @@ if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) en
 
 local sources = {{s, false}}
 local floor = horizon_of(s)
-if ARGV[5] == '1' then
+if ARGV[5] == '2' then
+  for i = 10, #ARGV do
+    sources[#sources + 1] = {ARGV[i], true}
+    local h = horizon_of(ARGV[i])
+    if id_lt(floor, h) then floor = h end
+  end
+elseif ARGV[5] == '1' then
   local missing = {}
-  for _, celeb in ipairs(redis.call('SINTER', following, KEYS[4])) do
-    local rc = ARGV[7] .. celeb
+  for _, celeb in ipairs(redis.call('SINTER', following, KEYS[5])) do
+    local rc = ARGV[7] .. '{' .. celeb .. '}'
     local r = redis.call('GET', rc)
     if not r then
       missing[#missing + 1] = celeb
@@ -124,7 +133,7 @@ if #sources > 1 then
 end
 
 local pending = ''
-local last = redis.call('GET', KEYS[5])
+local last = redis.call('GET', KEYS[4])
 if last and #last <= 19 and h ~= INF then
   local padded = string.rep('0', 19 - #last) .. last
   if padded > dec(h, true) then
@@ -140,14 +149,20 @@ if last and #last <= 19 and h ~= INF then
 end
 
 local result = {'ok', h, pending, n}
-if n > 0 then
+if n > 0 and ARGV[8] == '' then
+  for i = 1, n do
+    local k = order and order[i] or i
+    result[4 + i] = wires[k]
+    result[4 + n + i] = false
+  end
+elseif n > 0 then
   local cache_keys, changed_keys = {}, {}
   for i = 1, n do
     local k = order and order[i] or i
     result[4 + i] = wires[k]
     local id = decimal(his[k], los[k])
-    cache_keys[i] = ARGV[8] .. id
-    changed_keys[i] = ARGV[9] .. id
+    cache_keys[i] = ARGV[8] .. '{' .. id .. '}'
+    changed_keys[i] = ARGV[9] .. '{' .. id .. '}'
   end
   local cached = redis.call('MGET', unpack(cache_keys))
   local changed = redis.call('MGET', unpack(changed_keys))

@@ -7,18 +7,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import pytest_asyncio
 
 from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_app.stack import Stack, start_stack
 from tests.conftest import settings_for_tests
+from tests.helpers.database import own_database
 from tests.helpers.fanout import Timeline, start_timeline
 
 MODES = ["pull", "push", "hybrid"]
@@ -71,15 +70,10 @@ async def own_stack(own_redis: EmbeddedRedis, postgres_server: str, tmp_path: Pa
     """Graph, tweets and timeline services on a database and a Redis of their own: their outbox
     relays then hand events only to that Redis (those of the session's stack would compete for
     the rows of a shared database)."""
-    name = f"chirp_fanout_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    async with await psycopg.AsyncConnection.connect(postgres_server, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(postgres_server, dbname=name)
-    settings = settings_for_tests(url, tmp_path, redis_url=own_redis.url, timeline_namespace="own")
-    running = await start_stack(settings, with_edge=False)
-    try:
-        yield running
-    finally:
-        await running.stop()
-        async with await psycopg.AsyncConnection.connect(postgres_server, autocommit=True) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with own_database(postgres_server, "fanout") as url:
+        settings = settings_for_tests(url, tmp_path, redis_url=own_redis.url, timeline_namespace="own")
+        running = await start_stack(settings, with_edge=False)
+        try:
+            yield running
+        finally:
+            await running.stop()

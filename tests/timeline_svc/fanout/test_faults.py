@@ -13,10 +13,9 @@ import pytest
 from chirp_app.embedded_redis import EmbeddedRedis
 from chirp_app.stack import Stack
 from chirp_core.metrics import Metrics
-from chirp_core.redis_client import open_redis
 from chirp_core.rpc import downstream_channel
 from tests.helpers.api import Api, eventually
-from tests.helpers.fanout import start_timeline
+from tests.helpers.fanout import cache_storage_of, open_redis_of, start_timeline
 from tests.helpers.graph import follow
 from tests.helpers.tweets import post
 from tests.timeline_svc.fanout.conftest import StartTimeline
@@ -24,7 +23,6 @@ from timeline_svc.cache import TweetCache
 from timeline_svc.events import FanoutWorkers
 from timeline_svc.fanout import FanoutApplier
 from timeline_svc.home import Builder
-from timeline_svc.storage import TweetCacheStorage
 from timeline_svc.upstreams import GrpcFollowGraph, GrpcTweetStore, GrpcUserDirectory
 
 
@@ -148,7 +146,7 @@ async def test_a_worker_killed_mid_batch_is_taken_over_without_duplicates(
     # A consumer of the group applies the follows, then reads the tweet's event, pushes the tweet
     # into the timelines of the first batch of two followers and dies there: no XACK.
     settings = reader.settings
-    client = open_redis(settings.redis_url or "", read_timeout=5)
+    client = open_redis_of(settings, read_timeout=5)
     graph_channel = downstream_channel(stack.address("graph"), 10)
     tweets_channel = downstream_channel(stack.address("tweets"), 10)
     try:
@@ -158,7 +156,7 @@ async def test_a_worker_killed_mid_batch_is_taken_over_without_duplicates(
         store = reader.store
         builder = Builder(store, graph, tweets)
         cache = TweetCache(
-            TweetCacheStorage(client, ttl_seconds=60),
+            cache_storage_of(client),
             tweets,
             GrpcUserDirectory(graph_channel),
             metrics=Metrics(),

@@ -10,14 +10,13 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-import redis.asyncio
 
 from chirp_app.stack import Stack
 from chirp_core.db import open_pool
 from chirp_core.metrics import Metrics
 from chirp_core.outbox import OutboxRelay
-from chirp_core.redis_client import open_redis
 from tests.helpers.api import Api, eventually
+from tests.helpers.fanout import open_redis_of
 from tests.helpers.graph import follow
 from tests.helpers.tweets import post
 
@@ -33,7 +32,7 @@ async def test_each_event_reaches_the_stream_with_its_sequence_and_payload(
     api: Api, stack: Stack, database_url: str
 ) -> None:
     alice, bob = await api.new_user(), await api.new_user()
-    client: redis.asyncio.Redis = open_redis(stack.redis_url)
+    client = open_redis_of(stack.settings)
     try:
         await follow(api, alice.user_id, bob.user_id)
         tweet = await post(api, bob.user_id, "relayed")
@@ -81,7 +80,7 @@ async def test_published_rows_are_purged_after_the_retention(
     await post(api, author.user_id, "soon purged")
     await eventually(lambda: published_at_of_last(database_url, "tweets.outbox"), lambda at: at is not None)
     pool = await open_pool(stack.settings, database_url, "purge-test")
-    client = open_redis(stack.redis_url)
+    client = open_redis_of(stack.settings)
     relay = OutboxRelay(
         pool,
         database_url,
@@ -119,7 +118,7 @@ async def test_a_relay_that_dies_before_marking_its_rows_hands_them_over_again(
                 (n, json.dumps({"tweet_id": n})),
             )
     pool = await open_pool(stack.settings, database_url, "relay-death-test")
-    client = open_redis(stack.redis_url)
+    client = open_redis_of(stack.settings)
     relay = OutboxRelay(
         pool,
         database_url,

@@ -276,20 +276,23 @@ def markdown(results: dict[str, Any], command: str) -> list[str]:
 
 
 def first_bottleneck(lines: dict[str, dict[str, Any]], case: str) -> str:
-    """What gives first at a case: of the parts that grow only by a bigger server (the one Redis
-    server the timeline code runs on today, the one PostgreSQL primary), the one furthest past
-    its budget; when neither is past it, the largest tier of instances."""
+    """What gives first at a case: the PostgreSQL primary when it is past its budget (every write
+    goes to it, and only a bigger server grows it); else the largest fleet, which grows by adding
+    servers (Redis too: the timeline code runs on a Redis Cluster)."""
     redis_servers = lines["Redis Cluster masters"][case]
     primary_share = lines["share of one primary's budget"][case]
-    if redis_servers > 1 and redis_servers >= primary_share:
-        return (
-            f"Redis: the warm timelines need {redis_servers:,.0f} servers' worth of memory or CPU "
-            f"(one holds {lines['warm timelines one Redis server holds'][case]:,.0f} warm timelines), "
-            "and the timeline code runs on one Redis server, not yet on a Redis Cluster; the "
-            f"PostgreSQL primary is at {primary_share:.0%} of its budget"
-        )
     if primary_share > 1:
         return f"the PostgreSQL primary: every write goes to it, and it needs {primary_share:.1f}x its budget"
-    tiers = {name: lines[f"{name} instances"][case] for name in ("gateway", "timeline", "tweets")}
-    largest = max(tiers, key=lambda name: tiers[name])
-    return f"the {largest} tier's {tiers[largest]:,.0f} instances (it scales out by adding them)"
+    fleets = {
+        "the Redis Cluster": redis_servers,
+        **{
+            f"the {name} tier": lines[f"{name} instances"][case] for name in ("gateway", "timeline", "tweets")
+        },
+    }
+    largest = max(fleets, key=lambda name: fleets[name])
+    return (
+        f"{largest}, the largest fleet at {fleets[largest]:,.0f} servers, which grows by adding "
+        f"servers; Redis needs {redis_servers:,.0f} Cluster masters (one holds "
+        f"{lines['warm timelines one Redis server holds'][case]:,.0f} warm timelines); the PostgreSQL "
+        f"primary, which only a bigger server grows, is at {primary_share:.0%} of its budget"
+    )

@@ -20,11 +20,11 @@ import redis.cluster
 
 from chirp_app.embedded_pg import EmbeddedPostgres
 from chirp_app.embedded_redis import EmbeddedRedis
+from chirp_app.redis_cluster import LocalRedisCluster
 from chirp_app.stack import Stack, start_stack
 from chirp_core.settings import Settings
 from tests.helpers.api import Api, api_for
 from tests.helpers.pgbouncer import PgBouncer
-from tests.helpers.redis_cluster import LocalRedisCluster
 
 SCHEMAS = ("graph", "tweets")
 # With CHIRP_TEST_PGBOUNCER=1, the pgbouncer (transaction mode) in front of the test server, which

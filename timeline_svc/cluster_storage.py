@@ -74,14 +74,10 @@ class ClusterTimelineStore(TimelineStore):
         if merge_celebrities:
             followed = sorted(await self.followed_among(reader, await self._celebrity_set()))
             if followed:
-                blobs = await self._each(
-                    [("GET", self.recent_key(a)) for a in followed]
-                    + [("EXPIRE", self.recent_key(a), self.ttl) for a in followed]
-                )
-                missing = [a for a, blob in zip(followed, blobs, strict=False) if blob is None]
+                sets = await self._each([("GETEX", self.recent_key(a), "EX", self.ttl) for a in followed])
+                missing = [a for a, blob in zip(followed, sets, strict=True) if blob is None]
                 if missing:
                     return MissingRecent(missing)
-                sets = blobs[: len(followed)]
         reply = await self._run(
             "read",
             [*self._reader_keys(reader), last_post_key(reader)],
@@ -173,12 +169,11 @@ async def cached_tweets(client: redis.asyncio.RedisCluster, ids: Sequence[int]) 
     try:
         async with client.pipeline() as pipe:
             for tweet_id in ids:
-                pipe.get(tweet_key(tweet_id))
-                pipe.get(changed_key(tweet_id))
+                pipe.execute_command("MGET", tweet_key(tweet_id), changed_key(tweet_id))
             replies = await pipe.execute()
     except REDIS_ERRORS:
         return [None] * len(ids)
-    return [None if replies[2 * i + 1] else _blob(replies[2 * i]) for i in range(len(ids))]
+    return [None if changed else _blob(blob) for blob, changed in replies]
 
 
 class ClusterTweetCacheStorage(TweetCacheStorage):

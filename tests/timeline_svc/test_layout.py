@@ -70,6 +70,24 @@ async def test_reading_below_a_cursor_and_deleting(store: TimelineStore) -> None
     assert await store.entries(reader) == [e for e in newest if e.tweet_id not in (1012, 1013)]
 
 
+async def test_a_read_refreshes_the_ttl_only_once_a_hundredth_of_it_has_passed(store: TimelineStore) -> None:
+    reader = 51
+    await warm(store, reader, [52])
+    key, ttl = store.timeline_key(reader), store.ttl
+
+    async def read_and_ttl(set_to: int) -> int:
+        await store.redis.expire(key, set_to)
+        assert isinstance(
+            await store.read(reader, max_id=0, min_id=0, want=5, merge_celebrities=False), RawPage
+        )
+        return int(await store.redis.ttl(key))
+
+    # Fresh enough: the read writes nothing (no EXPIRE to the append-only file and the replicas).
+    assert ttl - 1 >= await read_and_ttl(ttl - 1) >= ttl - 2
+    # Older: the read sets the full TTL again.
+    assert await read_and_ttl(ttl // 2) >= ttl - 1
+
+
 async def test_a_cold_timeline_reads_cold_and_has_no_entries(store: TimelineStore) -> None:
     assert await store.entries(31) == []
     assert not isinstance(await store.read(31, max_id=0, min_id=0, want=10, merge_celebrities=False), RawPage)

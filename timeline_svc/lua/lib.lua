@@ -189,6 +189,13 @@ local function trim_set(set, cap)
   end
 end
 
+-- Keep a read key warm for `ttl` seconds, writing only when a hundredth of the TTL has passed
+-- since it was last set: a warm read then writes nothing (no append-only-file or replica traffic).
+local function refresh(key, ttl)
+  local left = redis.call('TTL', key)
+  if left ~= -2 and left < ttl - math.ceil(ttl / 100) then redis.call('EXPIRE', key, ttl) end
+end
+
 local function store(key, s)
   redis.call('SET', key, s, 'KEEPTTL')
 end

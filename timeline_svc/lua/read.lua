@@ -16,9 +16,9 @@ local s = redis.call('GET', tl)
 if not s or redis.call('EXISTS', following) == 0 then return {'cold'} end
 local reader, max_id, min_id, want = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ttl = tonumber(ARGV[6])
-redis.call('EXPIRE', tl, ttl)
-redis.call('EXPIRE', following, ttl)
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+refresh(tl, ttl)
+refresh(following, ttl)
+refresh(KEYS[3], ttl)
 
 local sources = {{s, false}}
 local floor = horizon_of(s)
@@ -36,7 +36,7 @@ elseif ARGV[5] == '1' then
     if not r then
       missing[#missing + 1] = celeb
     else
-      redis.call('EXPIRE', rc, ttl)
+      refresh(rc, ttl)
       sources[#sources + 1] = {r, true}
       local h = horizon_of(r)
       if id_lt(floor, h) then floor = h end

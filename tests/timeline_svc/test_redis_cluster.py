@@ -146,6 +146,10 @@ async def test_a_read_merges_celebrities_from_every_node(
     assert await pushed(store, reader.user_id) == [posted[0]]
     followed = await store.followed_celebrities(reader.user_id)
     assert followed == set(stars.values())
+    nodes = zip(cluster.ports, cluster.slot_ranges, strict=True)
+    layout = ", ".join(f"node {i} port {port} slots {a}-{b}" for i, (port, (a, b)) in enumerate(nodes))
+    where = cluster.node_for_key(store.timeline_key(reader.user_id))
+    print(f"cluster: {layout}; the reader's timeline on node {where}, a celebrity's recent set on each")
 
 
 async def test_a_hybrid_read_asks_each_node_once_for_the_recent_sets_in_parallel(

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chirp_app.child_process import ServerFailed, launch_options, stop_child
 from chirp_app.embedded_redis import redis_server_binary
@@ -234,6 +236,8 @@ class LocalRedisCluster:
             port=self.ports[index],
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
+            # No retries: redis-py's default (10, with backoff) turns one unanswered PING into ~26 s.
+            retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
 

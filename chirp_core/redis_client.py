@@ -13,7 +13,7 @@ Clients whose commands block on purpose (XREADGROUP BLOCK, pub/sub) and backgrou
 outbox relays, the fan-out workers) use the plain client: no breaker, longer read timeouts.
 
 On a Redis Cluster (settings.redis_cluster) both are redis-py's cluster client, seeded with the
-one URL, with the same timeouts and one immediate retry, and no breaker: a breaker for the whole
+one URL, with the same timeouts, no retry and no breaker: a breaker for the whole
 cluster would take every node out of use when one fails, while a dead node refuses connections at
 once, so its keys' callers fall back without waiting.
 """
@@ -78,7 +78,9 @@ def open_cluster(url: str, *, timeout: float) -> redis.asyncio.RedisCluster:
         url,
         socket_timeout=timeout,
         socket_connect_timeout=min(timeout, REDIS_TIMEOUT_SECONDS),
-        retry=Retry(NoBackoff(), 1),
+        # No retry: redis-py's cluster pipeline sleeps 250 ms before each one, and a call that
+        # fails falls back at once (the client learns the cluster's layout again on its next call).
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -21,15 +21,18 @@ PostgreSQL, the others go on from Redis. A tweet-cache read that fails is a miss
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable, Collection, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, SlotNotCoveredError
 
 from timeline_svc.keys import CHANGED_KEY_PREFIX, changed_key, last_post_key, tweet_key
 from timeline_svc.models import CachedTweet, Entry
+from timeline_svc.ports import StoreUnavailable
 from timeline_svc.storage import (
     INFINITE,
     REDIS_ERRORS,
@@ -48,6 +51,12 @@ from timeline_svc.storage import (
 # How long a process reuses the celebrity set: a new celebrity's tweets (no longer pushed) reach
 # readers on other nodes at most this much later.
 CELEBRITIES_SECONDS = 1.0
+# After this long failing, a node's share of the fan-out's writes is skipped (NodeOutages).
+OUTAGE_SECONDS = 5.0
+
+T = TypeVar("T")
+_WRITE_FAILURES: tuple[type[BaseException], ...] = (*REDIS_ERRORS, StoreUnavailable)
+log = logging.getLogger("chirp.timeline.cluster")
 
 
 class ClusterTimelineStore(TimelineStore):
@@ -65,6 +74,7 @@ class ClusterTimelineStore(TimelineStore):
         self._celebrities: list[int] = []
         self._celebrities_seconds = celebrities_seconds
         self._celebrities_until = 0.0
+        self.outages = NodeOutages()
 
     @_translating
     async def read(
@@ -116,21 +126,35 @@ class ClusterTimelineStore(TimelineStore):
     @_translating
     async def push(self, readers: Sequence[int], entry: Entry) -> int:
         args = [entry.member, self.cap, f"{self._prefix}t:", f"{self._prefix}live:u:"]
-        written = await self._run_each("push", [([self.timeline_key(r)], args) for r in readers])
+        written = await self._write_each("push", [([self.timeline_key(r)], args) for r in readers])
         return sum(int(w) for w in written)
 
     @_translating
     async def remove(self, readers: Sequence[int], entry: Entry) -> None:
         args = [_id(entry.tweet_id)]
-        await self._run_each("remove", [([self.timeline_key(r)], args) for r in readers])
+        await self._write_each("remove", [([self.timeline_key(r)], args) for r in readers])
+
+    @_translating
+    async def push_recent(self, entry: Entry, *, announce: bool) -> None:
+        write = super().push_recent(entry, announce=announce)
+        await self.outages.write(self.cluster, self.recent_key(entry.author_id), write, None)
+
+    @_translating
+    async def remove_recent(self, entry: Entry) -> None:
+        write = super().remove_recent(entry)
+        await self.outages.write(self.cluster, self.recent_key(entry.author_id), write, None)
 
     @_translating
     async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
-        recent: Any = b""
-        if follow and merge:
-            recent = await self.cluster.get(self.recent_key(followee)) or b""
-        args = [*self._edge_args(reader, followee, seq, follow, merge), recent]
-        return _text(await self._run("follow", self._reader_keys(reader), args))
+        async def apply() -> str:
+            recent: Any = b""
+            if follow and merge:
+                recent = await self.cluster.get(self.recent_key(followee)) or b""
+            args = [*self._edge_args(reader, followee, seq, follow, merge), recent]
+            return _text(await self._run("follow", self._reader_keys(reader), args))
+
+        # A reader on a node down for long is as good as cold: their timeline is rebuilt later.
+        return await self.outages.write(self.cluster, self.timeline_key(reader), apply(), "cold")
 
     @_translating
     async def backfill(self, author: int, readers: Sequence[int]) -> int:
@@ -138,8 +162,25 @@ class ClusterTimelineStore(TimelineStore):
         if recent is None:
             return -1
         calls = [([self.timeline_key(r), self.following_key(r)], [self.cap, author, recent]) for r in readers]
-        written = [int(w) for w in await self._run_each("backfill", calls)]
+        written = [int(w) for w in await self._write_each("backfill", calls)]
         return -1 if any(w < 0 for w in written) else sum(written)
+
+    async def _write_each(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """A script once per (keys, args): one pipeline per node, the nodes in parallel, each under
+        the outage rule (NodeOutages), so that one dead node does not hold up the others."""
+        await self.cluster.initialize()
+        by_node: dict[str, list[tuple[Sequence[str], Sequence[Any]]]] = {}
+        for keys, args in calls:
+            by_node.setdefault(node_of(self.cluster, keys[0]), []).append((keys, args))
+        writes = [
+            self.outages.write(self.cluster, node_calls[0][0][0], self._run_each(name, node_calls), [])
+            for node_calls in by_node.values()
+        ]
+        results: list[Any] = await asyncio.gather(*writes, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+        return [reply for node_replies in results for reply in node_replies]
 
     async def _each(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands of one key each, in one pipeline: one round trip per node, in parallel."""
@@ -163,6 +204,44 @@ class ClusterTimelineStore(TimelineStore):
             return await self._each([("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls])
 
 
+class NodeOutages:
+    """When each node of the cluster began to fail the fan-out's writes. A write to a node that
+    has failed for less than OUTAGE_SECONDS raises (the event is applied again later, as after any
+    Redis outage); after that it is skipped, so that the other nodes' readers keep getting their
+    tweets while a master is down. What a skipped node would have held is lost with it: readers
+    on it are served from PostgreSQL until it is back, and a master that comes back with its old
+    data (its append-only file) lacks what was skipped: give masters replicas, or let them restart
+    empty (the timelines are rebuilt from PostgreSQL)."""
+
+    def __init__(self, seconds: float = OUTAGE_SECONDS) -> None:
+        self._seconds = seconds
+        self._since: dict[str, float] = {}
+
+    async def write(self, client: redis.asyncio.RedisCluster, key: str, write: Awaitable[T], skipped: T) -> T:
+        """Await `write`, which writes `key`'s node, under the rule above."""
+        await client.initialize()
+        node = node_of(client, key)
+        try:
+            result = await write
+        except _WRITE_FAILURES as exc:
+            began = self._since.setdefault(node, time.monotonic())
+            down = time.monotonic() - began
+            if down < self._seconds:
+                raise
+            log.warning("Redis node %s has failed for %.0f s; its write is skipped (%s)", node, down, exc)
+            return skipped
+        self._since.pop(node, None)
+        return result
+
+
+def node_of(client: redis.asyncio.RedisCluster, key: str) -> str:
+    """The name (host:port) of the master serving `key` (the client knows the layout)."""
+    node = client.get_node_from_key(key)
+    if node is None:
+        raise SlotNotCoveredError(f"no node serves {key}")
+    return str(node.name)
+
+
 async def cached_tweets(client: redis.asyncio.RedisCluster, ids: Sequence[int]) -> list[bytes | None]:
     """The cached tweets of ids (None for a miss or a changed tweet), by one pipeline; all misses
     when a node holding one of them fails."""
@@ -182,10 +261,15 @@ class ClusterTweetCacheStorage(TweetCacheStorage):
     def __init__(self, client: redis.asyncio.RedisCluster, *, ttl_seconds: float) -> None:
         super().__init__(client, ttl_seconds=ttl_seconds)
         self._cluster = client
+        self.outages = NodeOutages()
 
     @_translating
     async def get(self, ids: Sequence[int]) -> list[bytes | None]:
         return await cached_tweets(self._cluster, ids) if ids else []
+
+    async def forget(self, tweet_id: int) -> None:
+        # The tombstone goes where the tweet's cache entry is: if that node is down, so is the entry.
+        await self.outages.write(self._cluster, tweet_key(tweet_id), super().forget(tweet_id), None)
 
     @_translating
     async def put(self, tweets: Collection[CachedTweet]) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol
 
+import redis.asyncio
 from redis.exceptions import ResponseError
 
 from chirp_core.errors import ChirpError
@@ -163,9 +164,7 @@ class FanoutWorkers:
     async def read_and_apply(self, consumer: str, *, block_ms: int) -> int:
         """One XREADGROUP and the events it gave; how many were done with (applied or dead-lettered)."""
         try:
-            reply: Any = await self._redis.xreadgroup(
-                self._group, consumer, {self._stream: ">"}, count=READ_COUNT, block=block_ms
-            )
+            reply: Any = await self._read(consumer, ">", block_ms)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -182,9 +181,7 @@ class FanoutWorkers:
         that died before acknowledging them); how many were done with."""
         done, start = 0, "0"
         while True:
-            reply: Any = await self._redis.xreadgroup(
-                self._group, consumer, {self._stream: start}, count=READ_COUNT
-            )
+            reply: Any = await self._read(consumer, start, None)
             messages = reply[0][1] if reply else []
             if not messages:
                 return done
@@ -192,6 +189,23 @@ class FanoutWorkers:
                 log.info("%s resumes event %s", consumer, message_id)
                 done += await self._handle(consumer, message_id, fields or None)
                 start = message_id
+
+    async def _read(self, consumer: str, start: Any, block_ms: int | None) -> Any:
+        """XREADGROUP of up to READ_COUNT events after `start`, blocking up to block_ms."""
+        if not isinstance(self._redis, redis.asyncio.RedisCluster):
+            return await self._redis.xreadgroup(
+                self._group, consumer, {self._stream: start}, count=READ_COUNT, block=block_ms
+            )
+        # Sent straight to the stream's node: for XREADGROUP, whose keys follow STREAMS, the cluster
+        # client would otherwise ask its default node (perhaps a dead one) where the keys are.
+        await self._redis.initialize()
+        pieces: list[Any] = ["GROUP", self._group, consumer, "COUNT", READ_COUNT]
+        if block_ms is not None:
+            pieces += ["BLOCK", block_ms]
+        node = self._redis.get_node_from_key(self._stream)
+        return await self._redis.execute_command(
+            "XREADGROUP", *pieces, "STREAMS", self._stream, start, target_nodes=node
+        )
 
     async def _claim(self, consumer: str) -> None:
         start = "0-0"

@@ -37,7 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from chirp_core.redis_client import RedisClient
 from timeline_svc.keys import (
@@ -53,7 +53,12 @@ from timeline_svc.models import CachedTweet, Entry
 from timeline_svc.ports import StoreUnavailable
 
 # Every Redis failure: raised as StoreUnavailable.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    RedisClusterException,  # a Redis Cluster's layout problems (not RedisErrors in redis-py)
+    OSError,
+    asyncio.TimeoutError,
+)
 # The horizon of a set being built, and the bound of an unbounded read (lua/lib.lua's INF).
 INFINITE = b"\xff" * 8
 # A timeline or recent set being built expires after this long if its builder dies.

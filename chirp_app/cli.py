@@ -163,6 +163,7 @@ async def run_until_signalled(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     running = await start()
+    event_loop.quiet_collector()
     try:
         await stopping.wait()
         log.info("stopping")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -52,8 +51,6 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 STOP_MARGIN_SECONDS = 10.0
-# Allocations less frees between young collections (CPython's default: 700).
-GC_YOUNG_THRESHOLD = 10_000
 # The ports every worker has of its own (one per server it runs), each with the setting that lists
 # where every worker has it.
 WORKER_PORTS: Mapping[str, str] = {
@@ -339,7 +336,7 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     stack = await start_stack(settings, with_envoy=False, peers=True)
-    quiet_collector()
+    event_loop.quiet_collector()
     try:
         conn.send(
             {
@@ -357,15 +354,6 @@ async def _serve_worker(settings: Settings, index: int, conn: multiprocessing.co
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(conn.fileno())
         await stack.stop()
-
-
-def quiet_collector() -> None:
-    """Once a worker serves: what it holds since start-up (modules, servers, pools) leaves the
-    garbage collector's view, and young collections run less often. A request allocates a few
-    hundred objects and frees them by reference counting, so full collections only cost, and in
-    a loaded worker each one stalls every request in flight for milliseconds (the read tail)."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _announce(line: str) -> None:

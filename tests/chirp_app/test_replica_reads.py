@@ -89,6 +89,17 @@ async def scans_reach(standby: Standby, database: str, schema: str, table: str, 
         await asyncio.sleep(0.1)
 
 
+async def scans_settled(standby: Standby, database: str, schema: str, table: str) -> int:
+    """The replica's scan count once its statistics stop moving (they are flushed within ~1 s)."""
+    seen = replica_scans(standby, database, schema, table)
+    while True:
+        await asyncio.sleep(1.2)
+        now = replica_scans(standby, database, schema, table)
+        if now == seen:
+            return now
+        seen = now
+
+
 @contextmanager
 def replay_paused(standby: Standby, database: str) -> Iterator[None]:
     """The standby replays nothing inside the block: whatever the primary commits there, it lacks."""
@@ -200,10 +211,18 @@ async def test_reads_a_timeline_keeps_use_the_replica_once_it_has_caught_up(
     bob = await api.new_user()
     await follow(api, alice.user_id, bob.user_id)
     standby.wait_replayed(database)
-    before = replica_scans(standby, database, "graph", "follows")
+    request = graph_pb2.ListFolloweeIdsRequest(user_id=alice.user_id)
+    # The services take the replica back once their check finds it up again (an earlier test
+    # restarts it): read until one read lands there, then count.
+    first = replica_scans(standby, database, "graph", "follows")
+    deadline = time.monotonic() + WAIT_SECONDS
+    while replica_scans(standby, database, "graph", "follows") <= first and time.monotonic() < deadline:
+        await api.graph.ListFolloweeIds(request)
+        await asyncio.sleep(0.2)
+    before = await scans_settled(standby, database, "graph", "follows")
     reads = 5
     for _ in range(reads):
-        got = await api.graph.ListFolloweeIds(graph_pb2.ListFolloweeIdsRequest(user_id=alice.user_id))
+        got = await api.graph.ListFolloweeIds(request)
         assert list(got.user_ids) == [bob.user_id]
     after = await scans_reach(standby, database, "graph", "follows", before + reads)
     print(f"graph.follows scans on the replica: {before} -> {after} after {reads} followee reads")

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -74,3 +75,11 @@ def stop_child(process: subprocess.Popen[bytes], sig: signal.Signals, name: str,
             process.kill()
             process.wait()
     log.info("%s stopped", name)
+
+
+def free_port(host: str) -> int:
+    """A port free on `host` now (the server started on it may still lose a race for it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -8,14 +8,13 @@ import logging
 import os
 import pwd
 import signal
-import socket
 import stat
 import subprocess
 import time
 import warnings
 from pathlib import Path
 
-from chirp_app.child_process import ServerFailed, launch_options, stop_child
+from chirp_app.child_process import ServerFailed, free_port, launch_options, stop_child
 
 with warnings.catch_warnings():
     # The package asks platformdirs for a runtime dir at import; we use none of it.
@@ -47,7 +46,7 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.pgdata = self.data_dir / "postgres"
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self._user = SYSTEM_USER if os.geteuid() == 0 else None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -230,10 +229,3 @@ class EmbeddedPostgres:
         if check and result.returncode != 0:
             raise ServerFailed(f"{program} failed: {result.stderr.strip()}\n{self._log_tail()}")
         return result
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -7,14 +7,13 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-from chirp_app.child_process import ServerFailed, launch_options, stop_child
+from chirp_app.child_process import ServerFailed, free_port, launch_options, stop_child
 
 log = logging.getLogger("chirp.redis")
 
@@ -44,7 +43,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir.resolve()
         self.directory = self.data_dir / "redis"
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -197,10 +196,3 @@ def _is_redis_server(pid: int) -> bool:
     except OSError:
         return False
     return b"redis-server" in command.split(b"\0", 1)[0]
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port

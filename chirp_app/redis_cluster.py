@@ -15,9 +15,10 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
-from chirp_app.child_process import ServerFailed, launch_options, stop_child
+from chirp_app.child_process import ServerFailed, free_port, launch_options, stop_child
 from chirp_app.embedded_redis import redis_server_binary
 
 SLOTS = 16384
@@ -113,12 +114,8 @@ class LocalRedisCluster:
         raise ValueError(f"no slot {slot}: slots are 0..{SLOTS - 1}")
 
     def node_for_key(self, key: str | bytes) -> int:
-        """The index of the master serving `key` (a living node computes its slot)."""
-        living = next((i for i in range(len(self.ports)) if self.alive(i)), None)
-        if living is None:
-            raise ServerFailed("no Redis Cluster node is running")
-        with self._client(living) as node:
-            return self.node_for_slot(int(node.execute_command("CLUSTER KEYSLOT", key)))
+        """The index of the master serving `key` (its slot: CRC16 of its hash tag, as Redis does)."""
+        return self.node_for_slot(key_slot(key.encode() if isinstance(key, str) else key))
 
     def node_directory(self, index: int) -> Path:
         return self.directory / f"node-{index}"
@@ -252,7 +249,7 @@ def _free_ports(count: int) -> list[int]:
     taken: set[int] = set()
     ports: list[int] = []
     for _ in range(1000):
-        port = _free_port()
+        port = free_port(HOST)
         bus = port + BUS_PORT_OFFSET
         if bus > 65535 or {port, bus} & taken or not _is_free(bus):
             continue
@@ -261,13 +258,6 @@ def _free_ports(count: int) -> list[int]:
         if len(ports) == count:
             return ports
     raise ServerFailed(f"no {count} free port pairs for a Redis Cluster")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _is_free(port: int) -> bool:

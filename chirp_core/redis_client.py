@@ -24,13 +24,15 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from chirp_core.settings import Settings
 
@@ -100,6 +102,30 @@ def open_request_redis(url: str, settings: Settings) -> RedisClient:
     client = GuardedRedis(breaker, deadline, connection_pool=pool)
     client.auto_close_connection_pool = True  # the client owns its pool, as from_url's does
     return client
+
+
+# One call of a script: its keys and its arguments.
+ScriptCall = tuple[Sequence[Any], Sequence[Any]]
+
+
+async def run_script_each(client: RedisClient, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
+    """`script` once per call, all in one pipeline (on a cluster, one per node, sent in parallel);
+    their replies. A Redis that forgot the script (restarted, flushed) is sent it again, once."""
+    if not calls:
+        return []
+    try:
+        return await _evalsha_each(client, script, calls)
+    except NoScriptError:
+        script.sha = await client.script_load(script.script)  # on a cluster: on every primary
+        return await _evalsha_each(client, script, calls)
+
+
+async def _evalsha_each(client: RedisClient, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:  # releases its connection on error too
+        for keys, args in calls:
+            # execute_command: redis-py refuses pipe.evalsha() on a cluster.
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute())
 
 
 _breakers: dict[tuple[str, float], CircuitBreaker] = {}

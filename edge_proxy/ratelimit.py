@@ -26,9 +26,8 @@ import grpc
 import redis.asyncio
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2
-from redis.exceptions import NoScriptError
 
-from chirp_core.redis_client import RedisClient
+from chirp_core.redis_client import RedisClient, run_script_each
 from chirp_core.rpc import status_body
 from chirp_envoy_api.envoy.config.core.v3 import base_pb2
 from chirp_envoy_api.envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
@@ -72,19 +71,8 @@ class WindowCounters:
     async def add(self, hits: Sequence[Hit]) -> list[int]:
         """Add each hit to its counter and return the new counts; one atomic script per counter,
         all in one round trip (no MULTI: counters are independent, and this way works on a cluster)."""
-        try:
-            return await self._add(hits)
-        except NoScriptError:
-            # A Redis restarted or flushed since; on a cluster this loads it on every node.
-            self._script.sha = await self._redis.script_load(self._script.script)
-            return await self._add(hits)
-
-    async def _add(self, hits: Sequence[Hit]) -> list[int]:
-        async with self._redis.pipeline(transaction=False) as pipe:  # releases its connection on error too
-            for hit in hits:
-                pipe.execute_command("EVALSHA", self._script.sha, 1, hit.key, hit.amount, hit.expire_ms)
-            counts = await pipe.execute()
-        return [int(count) for count in counts]
+        calls = [([hit.key], [hit.amount, hit.expire_ms]) for hit in hits]
+        return [int(count) for count in await run_script_each(self._redis, self._script, calls)]
 
 
 def counter_key(domain: str, descriptor: Descriptor, window: Window) -> str:

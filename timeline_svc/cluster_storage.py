@@ -4,19 +4,20 @@ Every key carries a hash tag (storage's module doc): a reader's timeline, follow
 versions share the reader's slot, an author's recent set is in the author's slot, a cached tweet
 and its changed marker in the tweet's, and the celebrity set with the follower counts in the
 namespace's. Each script then touches one slot; what the one-Redis scripts read across slots is
-read here first and handed to them, and what they wrote to many readers at once is sent as one
-pipeline, which redis-py splits by node and sends to the nodes in parallel:
+read here first and handed to them, and what they wrote to many readers at once goes as one
+pipeline per node, the nodes in parallel:
 
   a hybrid read   the reader's followed celebrities (SMISMEMBER against the celebrity set, which
                   a read reuses for CELEBRITIES_SECONDS), their recent sets (one pipeline: one
                   round trip per node that holds any, in parallel), read.lua on the reader's node
                   with those sets, then the cached tweets (one pipeline again)
-  a push/remove   push.lua / remove.lua per reader, one pipeline
+  a push/remove   push.lua / remove.lua per reader
   a follow merge  the followee's recent set first, then follow.lua with it
-  a backfill      the recent set first, then backfill.lua per reader, one pipeline
+  a backfill      the recent set first, then backfill.lua per reader
 
 A node that fails fails the calls that need it (StoreUnavailable): its readers are served from
-PostgreSQL, the others go on from Redis. A tweet-cache read that fails is a miss.
+PostgreSQL, the others go on from Redis; the fan-out's writes to it are skipped once it has
+failed for a while (NodeOutages). A tweet-cache read that fails is a miss.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from collections.abc import Awaitable, Collection, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
-from redis.exceptions import NoScriptError, SlotNotCoveredError
+from redis.exceptions import SlotNotCoveredError
 
-from timeline_svc.keys import CHANGED_KEY_PREFIX, changed_key, last_post_key, tweet_key
+from chirp_core.redis_client import ScriptCall, run_script_each
+from timeline_svc.keys import changed_key, last_post_key, tweet_key
 from timeline_svc.models import CachedTweet, Entry
 from timeline_svc.ports import StoreUnavailable
 from timeline_svc.storage import (
-    INFINITE,
     REDIS_ERRORS,
     Cold,
     MissingRecent,
@@ -88,22 +89,9 @@ class ClusterTimelineStore(TimelineStore):
                 missing = [a for a, blob in zip(followed, sets, strict=True) if blob is None]
                 if missing:
                     return MissingRecent(missing)
-        reply = await self._run(
-            "read",
-            [*self._reader_keys(reader), last_post_key(reader)],
-            [
-                reader,
-                _id(max_id) if max_id else INFINITE,
-                _id(min_id),
-                want,
-                2 if merge_celebrities else 0,
-                self.ttl,
-                "",
-                "",  # the cache is read below, in the tweets' own slots
-                CHANGED_KEY_PREFIX,
-                *sets,
-            ],
-        )
+        # Mode 2: the sets given; no cache lookup in the script, it is read below in its own slots.
+        args = self._read_args(reader, max_id, min_id, want, 2 if merge_celebrities else 0, cache_prefix="")
+        reply = await self._run("read", [*self._reader_keys(reader), last_post_key(reader)], [*args, *sets])
         page = _parse_page(reply)
         if isinstance(page, RawPage) and page.members:
             cached = await cached_tweets(self.cluster, page.ids)
@@ -136,13 +124,13 @@ class ClusterTimelineStore(TimelineStore):
 
     @_translating
     async def push_recent(self, entry: Entry, *, announce: bool) -> None:
-        write = super().push_recent(entry, announce=announce)
-        await self.outages.write(self.cluster, self.recent_key(entry.author_id), write, None)
+        node = await node_of(self.cluster, self.recent_key(entry.author_id))
+        await self.outages.write(node, super().push_recent(entry, announce=announce), None)
 
     @_translating
     async def remove_recent(self, entry: Entry) -> None:
-        write = super().remove_recent(entry)
-        await self.outages.write(self.cluster, self.recent_key(entry.author_id), write, None)
+        node = await node_of(self.cluster, self.recent_key(entry.author_id))
+        await self.outages.write(node, super().remove_recent(entry), None)
 
     @_translating
     async def apply_edge(self, reader: int, followee: int, seq: int, *, follow: bool, merge: bool) -> str:
@@ -154,7 +142,8 @@ class ClusterTimelineStore(TimelineStore):
             return _text(await self._run("follow", self._reader_keys(reader), args))
 
         # A reader on a node down for long is as good as cold: their timeline is rebuilt later.
-        return await self.outages.write(self.cluster, self.timeline_key(reader), apply(), "cold")
+        node = await node_of(self.cluster, self.timeline_key(reader))
+        return await self.outages.write(node, apply(), "cold")
 
     @_translating
     async def backfill(self, author: int, readers: Sequence[int]) -> int:
@@ -165,16 +154,16 @@ class ClusterTimelineStore(TimelineStore):
         written = [int(w) for w in await self._write_each("backfill", calls)]
         return -1 if any(w < 0 for w in written) else sum(written)
 
-    async def _write_each(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """A script once per (keys, args): one pipeline per node, the nodes in parallel, each under
-        the outage rule (NodeOutages), so that one dead node does not hold up the others."""
-        await self.cluster.initialize()
-        by_node: dict[str, list[tuple[Sequence[str], Sequence[Any]]]] = {}
-        for keys, args in calls:
-            by_node.setdefault(node_of(self.cluster, keys[0]), []).append((keys, args))
+    async def _write_each(self, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
+        """A script once per call: one pipeline per node, the nodes in parallel, each under the
+        outage rule (NodeOutages), so that one dead node does not hold up the others."""
+        by_node: dict[str, list[ScriptCall]] = {}
+        for call in calls:
+            by_node.setdefault(await node_of(self.cluster, call[0][0]), []).append(call)
+        script = self._scripts[name]
         writes = [
-            self.outages.write(self.cluster, node_calls[0][0][0], self._run_each(name, node_calls), [])
-            for node_calls in by_node.values()
+            self.outages.write(node, run_script_each(self.cluster, script, node_calls), [])
+            for node, node_calls in by_node.items()
         ]
         results: list[Any] = await asyncio.gather(*writes, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -184,24 +173,10 @@ class ClusterTimelineStore(TimelineStore):
 
     async def _each(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands of one key each, in one pipeline: one round trip per node, in parallel."""
-        if not commands:
-            return []
         async with self.cluster.pipeline() as pipe:
             for command in commands:
                 pipe.execute_command(*command)
             return list(await pipe.execute())
-
-    async def _run_each(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """A script once per (keys, args), in one pipeline."""
-        if not calls:
-            return []
-        script = self._scripts[name]
-        try:
-            return await self._each([("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls])
-        except NoScriptError:
-            # SCRIPT LOAD goes to every primary of the cluster.
-            script.sha = await self.cluster.script_load(script.script)
-            return await self._each([("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls])
 
 
 class NodeOutages:
@@ -217,10 +192,8 @@ class NodeOutages:
         self._seconds = seconds
         self._since: dict[str, float] = {}
 
-    async def write(self, client: redis.asyncio.RedisCluster, key: str, write: Awaitable[T], skipped: T) -> T:
-        """Await `write`, which writes `key`'s node, under the rule above."""
-        await client.initialize()
-        node = node_of(client, key)
+    async def write(self, node: str, write: Awaitable[T], skipped: T) -> T:
+        """Await `write`, which writes to `node` (node_of), under the rule above."""
         try:
             result = await write
         except _WRITE_FAILURES as exc:
@@ -234,8 +207,9 @@ class NodeOutages:
         return result
 
 
-def node_of(client: redis.asyncio.RedisCluster, key: str) -> str:
-    """The name (host:port) of the master serving `key` (the client knows the layout)."""
+async def node_of(client: redis.asyncio.RedisCluster, key: str) -> str:
+    """The name (host:port) of the master serving `key`."""
+    await client.initialize()  # learns the layout once, and again after a failure
     node = client.get_node_from_key(key)
     if node is None:
         raise SlotNotCoveredError(f"no node serves {key}")
@@ -269,22 +243,11 @@ class ClusterTweetCacheStorage(TweetCacheStorage):
 
     async def forget(self, tweet_id: int) -> None:
         # The tombstone goes where the tweet's cache entry is: if that node is down, so is the entry.
-        await self.outages.write(self._cluster, tweet_key(tweet_id), super().forget(tweet_id), None)
+        node = await node_of(self._cluster, tweet_key(tweet_id))
+        await self.outages.write(node, super().forget(tweet_id), None)
 
     @_translating
     async def put(self, tweets: Collection[CachedTweet]) -> None:
-        if not tweets:
-            return
-        try:
-            await self._put_each(tweets)
-        except NoScriptError:
-            self._put.sha = await self._cluster.script_load(self._put.script)
-            await self._put_each(tweets)
-
-    async def _put_each(self, tweets: Collection[CachedTweet]) -> None:
-        """cache_put.lua once per tweet, in one pipeline."""
-        async with self._cluster.pipeline() as pipe:
-            for t in tweets:
-                keys = [tweet_key(t.tweet_id), changed_key(t.tweet_id)]
-                pipe.execute_command("EVALSHA", self._put.sha, 2, *keys, *self._put_args([t.data]))
-            await pipe.execute()
+        """cache_put.lua once per tweet (its keys share the tweet's slot)."""
+        calls = [([tweet_key(t.tweet_id), changed_key(t.tweet_id)], self._put_args([t.data])) for t in tweets]
+        await run_script_each(self._cluster, self._put, calls)

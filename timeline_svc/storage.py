@@ -165,22 +165,24 @@ class TimelineStore:
         self, reader: int, *, max_id: int, min_id: int, want: int, merge_celebrities: bool
     ) -> RawPage | Cold | MissingRecent:
         """Up to `want` entries with min_id < id < max_id (0 = unbounded) in one round trip."""
-        reply = await self._run(
-            "read",
-            [*self._reader_keys(reader), last_post_key(reader), self.celebrities_key],
-            [
-                reader,
-                _id(max_id) if max_id else INFINITE,
-                _id(min_id),
-                want,
-                1 if merge_celebrities else 0,
-                self.ttl,
-                f"{self._prefix}r:",
-                TWEET_KEY_PREFIX,
-                CHANGED_KEY_PREFIX,
-            ],
-        )
-        return _parse_page(reply)
+        keys = [*self._reader_keys(reader), last_post_key(reader), self.celebrities_key]
+        args = self._read_args(reader, max_id, min_id, want, 1 if merge_celebrities else 0)
+        return _parse_page(await self._run("read", keys, args))
+
+    def _read_args(
+        self,
+        reader: int,
+        max_id: int,
+        min_id: int,
+        want: int,
+        merge: int,
+        *,
+        cache_prefix: str = TWEET_KEY_PREFIX,
+    ) -> list[Any]:
+        """read.lua's arguments (merge: its mode; cache_prefix "": no tweet-cache lookup)."""
+        bound = _id(max_id) if max_id else INFINITE
+        recent = f"{self._prefix}r:"
+        return [reader, bound, _id(min_id), want, merge, self.ttl, recent, cache_prefix, CHANGED_KEY_PREFIX]
 
     @_translating
     async def touch(self, reader: int) -> bool:

@@ -103,7 +103,8 @@ def database_url(postgres_server: str) -> Iterator[str]:
 
 
 def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> Settings:
-    """Every port free; CHIRP_TEST_REDIS_URL names an external Redis, else an embedded one starts.
+    """Every port free; CHIRP_TEST_REDIS_URL names an external Redis, CHIRP_TEST_REDIS_CLUSTER=1 the
+    session's cluster, else an embedded one starts.
     With CHIRP_TEST_PGBOUNCER=1 the services reach the database through pgbouncer, preparing no
     statements (which transaction mode needs)."""
     if _pgbouncer:
@@ -114,6 +115,12 @@ def settings_for_tests(database_url: str, data_dir: Path, **changes: object) -> 
     if cluster is not None and "redis_url" not in changes:
         redis_url = cluster.url
         changes = {"redis_cluster": True, **changes}
+    if redis_url is not None and "redis_url" not in changes:
+        # Stacks sharing one Redis (the session's stack, the media tests') each get their own
+        # consumer group and event stream: in one group, one stack's workers would take events of
+        # the other's database, and the tweet would reach no follower.
+        namespace = f"chirp{uuid.uuid4().hex[:8]}"
+        changes = {"timeline_namespace": namespace, "events_stream": f"{namespace}:{{events}}", **changes}
     return Settings(
         database_url=database_url,
         redis_url=redis_url,

@@ -7,7 +7,8 @@ tens of milliseconds, not seconds. The request-path client gives each command (a
 pipeline, a Lua script) settings.redis_timeout_ms; a timeout or a connection error opens the
 breaker, and for settings.redis_breaker_open_seconds every command fails at once with
 RedisUnavailable, without touching a socket. Then one trial command goes through (half-open): its
-success closes the breaker, its failure opens it again.
+success closes the breaker, its failure opens it again. Its scripts (EVALSHA: every warm read) go
+over one connection shared by the whole process, chirp_core.redis_multiplexed.
 
 Clients whose commands block on purpose (XREADGROUP BLOCK, pub/sub) and background work (the
 outbox relays, the fan-out workers) use the plain client: no breaker, longer read timeouts.
@@ -34,6 +35,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from chirp_core.redis_multiplexed import MultiplexedRedis
 from chirp_core.settings import Settings
 
 log = logging.getLogger("chirp.redis")
@@ -86,8 +88,9 @@ def open_cluster(url: str, *, timeout: float) -> redis.asyncio.RedisCluster:
     )
 
 
-def open_request_redis(url: str, settings: Settings) -> RedisClient:
-    """The request path's client: a deadline per command and a circuit breaker (module doc)."""
+def open_request_redis(url: str, settings: Settings, *, multiplexed: bool = True) -> RedisClient:
+    """The request path's client: a deadline per command and a circuit breaker (module doc);
+    scripts over one multiplexed connection (chirp_core.redis_multiplexed) unless told not to."""
     deadline = settings.redis_timeout_ms / 1000
     if settings.redis_cluster:
         return open_cluster(url, timeout=deadline)
@@ -99,7 +102,8 @@ def open_request_redis(url: str, settings: Settings) -> RedisClient:
         retry=_reconnect_once(),
         health_check_interval=30,
     )
-    client = GuardedRedis(breaker, deadline, connection_pool=pool)
+    shared = MultiplexedRedis(url) if multiplexed and MultiplexedRedis.serves(url) else None
+    client = GuardedRedis(breaker, deadline, shared, connection_pool=pool)
     client.auto_close_connection_pool = True  # the client owns its pool, as from_url's does
     return client
 
@@ -237,18 +241,34 @@ class CircuitBreaker:
 class GuardedRedis(redis.asyncio.Redis):
     """redis.asyncio.Redis whose commands, pipelines and scripts go through `breaker`, each
     within `deadline` seconds. A timed-out command's connection is closed by redis-py (it never
-    goes back to the pool with a reply still due)."""
+    goes back to the pool with a reply still due). Scripts (EVALSHA, whose replies redis-py
+    passes on as they come) go over one multiplexed connection when `multiplexed` is given."""
 
-    def __init__(self, breaker: CircuitBreaker, deadline: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        breaker: CircuitBreaker,
+        deadline: float,
+        multiplexed: MultiplexedRedis | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.breaker = breaker
         self.deadline = deadline
+        self.multiplexed = multiplexed
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.multiplexed is not None and args[0] == "EVALSHA" and not options:
+            multiplexed = self.multiplexed
+            return await self.breaker.call(lambda: multiplexed.execute(*args), self.deadline)
         return await self.breaker.call(
             lambda: super(GuardedRedis, self).execute_command(*args, **options),  # type: ignore[no-untyped-call]
             self.deadline,
         )
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.multiplexed is not None:
+            await self.multiplexed.aclose()
+        await super().aclose(close_connection_pool)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> GuardedPipeline:
         return GuardedPipeline(

@@ -9,7 +9,8 @@ raise redis-py's exceptions (NoScriptError, ResponseError, ...). A lost connecti
 waiting on it with redis.ConnectionError (each tried once more on a new connection, as redis-py's
 pooled client does). A call abandoned while nothing at all came back since it was sent (a stalled
 or unreachable server: its caller's deadline passed) closes the connection, so that a later call
-does not queue behind replies that will never come. Deadlines and the circuit breaker are the caller's (chirp_core.redis_client)."""
+does not queue behind replies that will never come. Deadlines and the circuit breaker are the
+caller's (chirp_core.redis_client)."""
 
 from __future__ import annotations
 

@@ -421,15 +421,34 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
     ]
 
 
+STACK_PARTS = ("envoy", "stack", "postgres", "redis")
+
+
+def reads_per_stack_core(run: dict[str, Any]) -> float | None:
+    """Reads/s over the cores the stack used in that run (Envoy, Python workers, PostgreSQL,
+    Redis; not the load generator): how well the reads use what the stack burns, whatever the
+    machine left it."""
+    cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
+    cores = [per(cpu.get(part), window) for part in STACK_PARTS]
+    used = sum(c for c in cores if c is not None)
+    reads = run["ops"]["timeline_read"]["throughput"]
+    return reads / used if used and reads is not None else None
+
+
 def speedup_line(results: dict[str, Any]) -> list[str]:
     speed = results.get("speedup")
     if not speed:
         return []
-    return [
-        f"Speed-up from {speed['processes'][0]} to {speed['processes'][-1]} processes: "
-        f"{times(speed['speedup'])}.",
-        "",
-    ]
+    few, many = speed["processes"][0], speed["processes"][-1]
+    line = f"Speed-up from {few} to {many} processes: {times(speed['speedup'])}."
+    one = reads_per_stack_core(speed["runs"][str(few)])
+    scaled = reads_per_stack_core(speed["runs"][str(many)])
+    if one and scaled:
+        line += (
+            f" Reads/s per stack core (Envoy, Python workers, PostgreSQL, Redis): {num(one)} with {few}, "
+            f"{num(scaled)} with {many} ({_pct(scaled / one)} of {few}'s)."
+        )
+    return [line, ""]
 
 
 def _speedup(results: dict[str, Any], command: str) -> list[str]:
@@ -448,6 +467,7 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
                 *_nums(op, "throughput", "p50", "p99"),
                 str(op["errors"]),
                 *(num(c, 2) for c in cores),
+                num(reads_per_stack_core(run)),
             ]
         )
     header = [
@@ -457,7 +477,7 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
     return [
         f"## Processes: timeline reads only, through Envoy ({speed['mode']})",
         "",
-        *_table([*header, "Redis cores", "load generator cores"], rows),
+        *_table([*header, "Redis cores", "load generator cores", "reads/s per stack core"], rows),
         f"{speedup_line(results)[0]} Each count ran twice on a freshly started stack (order 1, N, N, 1); "
         "the better run is shown; Envoy runs once in front of the workers either way. Cores: CPU-seconds "
         "used per second of the run, by part; the workers can only use what Envoy, PostgreSQL, Redis, the "

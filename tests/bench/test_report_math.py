@@ -161,8 +161,16 @@ def results() -> dict[str, Any]:
             "processes": [1, 2],
             "speedup": 1.5,
             "runs": {
-                "1": {"ops": {"timeline_read": _op(400.0, 9.0)}},
-                "2": {"ops": {"timeline_read": _op(600.0, 7.0)}},
+                "1": {
+                    "ops": {"timeline_read": _op(400.0, 9.0)},
+                    "window_seconds": 10.0,
+                    "cpu_seconds": {"envoy": 4.0, "stack": 6.0, "postgres": 0.0, "redis": 2.0, "load": 9.0},
+                },
+                "2": {
+                    "ops": {"timeline_read": _op(600.0, 7.0)},
+                    "window_seconds": 10.0,
+                    "cpu_seconds": {"envoy": 5.0, "stack": 10.0, "postgres": 1.0, "redis": 4.0, "load": 9.0},
+                },
             },
         },
     }
@@ -188,6 +196,10 @@ def test_markdown_reports_each_mode_against_the_ceiling_and_pull() -> None:
     assert "| REST reads / gRPC reads | 0.50 | 0.50 | 1.00x | pull = hybrid |" in text
     assert "| REST reads/s | 300.00 | 600.00 | 2.00x | hybrid |" in text
     assert "Speed-up from 1 to 2 processes: 1.50x" in text
+    # 400 reads/s on 1.2 stack cores, 600 on 2.0 (the load generator's cores are not the stack's).
+    per_core = "Reads/s per stack core (Envoy, Python workers, PostgreSQL, Redis): 333.3 with 1, 300.0 with 2"
+    assert per_core + " (90% of 1's)." in text
+    assert "| 1 | 400.0 | 9.0 |" in text and text.count("| 333.3 |") == 1
     assert "load average (1/5/15 min) 0.50 / 0.40 / 0.30" in text
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import capacity, hotpath
-from bench.costs import PATHS, per, per_core
+from bench.costs import CPU_PARTS, PATHS, per, per_core
 from bench.stats import ratio
 
 PART_LABELS = {
@@ -421,7 +421,8 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
     ]
 
 
-STACK_PARTS = ("envoy", "stack", "postgres", "redis")
+# The stack's processes: every part the benchmark meters but its own load generator.
+STACK_PARTS = tuple(part for part in CPU_PARTS if part != "load")
 
 
 def reads_per_stack_core(run: dict[str, Any]) -> float | None:

@@ -425,13 +425,18 @@ def _ceiling(results: dict[str, Any], command: str) -> list[str]:
 STACK_PARTS = tuple(part for part in CPU_PARTS if part != "load")
 
 
+def _cores(run: dict[str, Any]) -> dict[str, float | None]:
+    """CPU-seconds per second of the run, by metered part."""
+    cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
+    return {part: per(cpu.get(part), window) for part in CPU_PARTS}
+
+
 def reads_per_stack_core(run: dict[str, Any]) -> float | None:
     """Reads/s over the cores the stack used in that run (Envoy, Python workers, PostgreSQL,
     Redis; not the load generator): how well the reads use what the stack burns, whatever the
     machine left it."""
-    cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
-    cores = [per(cpu.get(part), window) for part in STACK_PARTS]
-    used = sum(c for c in cores if c is not None)
+    cores = _cores(run)
+    used = sum(c for part in STACK_PARTS if (c := cores[part]) is not None)
     reads = run["ops"]["timeline_read"]["throughput"]
     return reads / used if used and reads is not None else None
 
@@ -460,14 +465,13 @@ def _speedup(results: dict[str, Any], command: str) -> list[str]:
     for count in speed["processes"]:
         run = speed["runs"][str(count)]
         op = run["ops"]["timeline_read"]
-        cpu, window = run.get("cpu_seconds", {}), run.get("window_seconds") or 0
-        cores = [per(cpu.get(part), window) for part in ("envoy", "stack", "postgres", "redis", "load")]
+        cores = _cores(run)
         rows.append(
             [
                 str(count),
                 *_nums(op, "throughput", "p50", "p99"),
                 str(op["errors"]),
-                *(num(c, 2) for c in cores),
+                *(num(cores[part], 2) for part in ("envoy", "stack", "postgres", "redis", "load")),
                 num(reads_per_stack_core(run)),
             ]
         )
